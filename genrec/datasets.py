@@ -1,0 +1,283 @@
+"""Fetch MovieLens (or read a user's file) and normalise it to one interactions table.
+
+The raw table has the columns ``user_id, item_id, rating, timestamp`` (rating may be
+NaN for a user's file). Archives are verified by checksum before anything is read;
+verified archives are kept in a cache folder so that a rerun of the stage does not
+download them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from genrec.errors import UserError
+
+COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
+
+
+@dataclass(frozen=True)
+class GroupLensArchive:
+    file: str  # e.g. ml-1m.zip
+    md5: str
+    member: str
+
+
+@dataclass(frozen=True)
+class RecboleWheel:
+    version: str
+    sha256: str
+    member: str
+    member_sha256: str
+
+    @property
+    def file(self) -> str:
+        return f"recbole-{self.version}-py3-none-any.whl"
+
+
+ML_100K = RecboleWheel(
+    version="1.2.1",
+    sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
+    member="recbole/dataset_example/ml-100k/ml-100k.inter",
+    member_sha256="4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+)
+ML_1M = GroupLensArchive("ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906", "ml-1m/ratings.dat")
+ML_20M = GroupLensArchive("ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3", "ml-20m/ratings.csv")
+DATASETS = {"ml-100k": ML_100K, "ml-1m": ML_1M, "ml-20m": ML_20M}
+
+
+def cache_dir() -> Path:
+    """Where verified archives are kept: ``$GENREC_CACHE_DIR`` or ``~/.cache/genrec``."""
+    return Path(os.environ.get("GENREC_CACHE_DIR", Path.home() / ".cache" / "genrec"))
+
+
+def load(dataset: str) -> pd.DataFrame:
+    """The raw interactions of ``dataset``: a name from ``DATASETS`` or a file path."""
+    if dataset in DATASETS:
+        source = DATASETS[dataset]
+        if isinstance(source, RecboleWheel):
+            return read_recbole_wheel(fetch_recbole_wheel(source, cache_dir()), source)
+        base = os.environ.get("GENREC_GROUPLENS_URL", GROUPLENS_URL)
+        archive = fetch(f"{base.rstrip('/')}/{source.file}", cache_dir() / source.file, md5=source.md5)
+        return read_grouplens(archive, source)
+    if dataset.lower().endswith((".csv", ".parquet", ".pq")) or os.sep in dataset or "/" in dataset:
+        return read_user_file(Path(dataset))
+    raise UserError(
+        f"params.yaml: data.dataset is '{dataset}', which is neither a known dataset "
+        f"({', '.join(DATASETS)}) nor a path to a .csv or .parquet file"
+    )
+
+
+# --- downloads -------------------------------------------------------------------------
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def fetch(url: str, dest: Path, md5: str) -> Path:
+    """Download ``url`` to ``dest`` unless a verified copy is there; return ``dest``.
+
+    The bytes go to a temporary file beside ``dest`` and are moved into place only
+    once their md5 matches, so ``dest`` is never a partial or corrupt file.
+    """
+    if dest.exists():
+        if file_digest(dest, "md5") == md5:
+            return dest
+        print(f"cached {dest} fails its md5 check; downloading it again", file=sys.stderr)
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.md5()
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = urllib.request.urlopen(url, timeout=60)
+            except (urllib.error.URLError, OSError) as error:
+                raise UserError(
+                    f"could not download {url}: {error}. Check the network, or set "
+                    f"GENREC_GROUPLENS_URL to a mirror that serves {dest.name}"
+                ) from None
+            with response, tqdm(
+                total=int(response.headers.get("Content-Length") or 0) or None,
+                unit="B", unit_scale=True, desc=dest.name, mininterval=1.0,
+            ) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+        if digest.hexdigest() != md5:
+            raise UserError(
+                f"checksum mismatch for {url}: md5 {digest.hexdigest()}, expected {md5}. "
+                "The download is corrupt or not the official file; nothing was kept. Try again "
+                "or check the mirror"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def fetch_recbole_wheel(source: RecboleWheel, folder: Path, pip_args: tuple[str, ...] = ()) -> Path:
+    """Fetch the recbole wheel with pip (never installed) and verify its sha256."""
+    dest = folder / source.file
+    if dest.exists() and file_digest(dest, "sha256") == source.sha256:
+        return dest
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".recbole.", dir=folder) as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--disable-pip-version-check", "-d", tmp, f"recbole=={source.version}", *pip_args]
+        result = subprocess.run(command, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+        wheel = Path(tmp) / source.file
+        if result.returncode != 0 or not wheel.exists():
+            raise UserError(
+                f"pip could not download recbole=={source.version}, which carries MovieLens-100K: "
+                f"{result.stderr.strip()[-500:]} Check that pip reaches a package index"
+            )
+        digest = file_digest(wheel, "sha256")
+        if digest != source.sha256:
+            raise UserError(
+                f"checksum mismatch for {source.file}: sha256 {digest}, expected {source.sha256}. "
+                "The package index served another file; nothing was kept"
+            )
+        os.replace(wheel, dest)
+    return dest
+
+
+# --- archives --------------------------------------------------------------------------
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """Open ``path`` as a zip, refusing archives with members that escape their folder."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UserError(f"{path} is not a readable zip archive ({error}); delete it and rerun") from None
+    for name in archive.namelist():
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            archive.close()
+            raise UserError(
+                f"{path} has a member '{name}' that would extract outside its folder; "
+                "the archive is unsafe and was not used"
+            )
+    return archive
+
+
+def read_member(archive: zipfile.ZipFile, member: str) -> bytes:
+    try:
+        return archive.read(member)
+    except KeyError:
+        raise UserError(f"{archive.filename} has no member '{member}'; it is not the expected archive") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise UserError(f"{archive.filename} is truncated or corrupt ({error}); delete it and rerun") from None
+
+
+def read_recbole_wheel(path: Path, source: RecboleWheel) -> pd.DataFrame:
+    with open_zip(path) as archive:
+        data = read_member(archive, source.member)
+    if hashlib.sha256(data).hexdigest() != source.member_sha256:
+        raise UserError(f"checksum mismatch for {source.member} inside {path}")
+    frame = pd.read_csv(io.BytesIO(data), sep="\t", header=0, names=COLUMNS,
+                        dtype={"user_id": np.int64, "item_id": np.int64})
+    return _normalise(frame)
+
+
+def read_grouplens(path: Path, source: GroupLensArchive) -> pd.DataFrame:
+    with open_zip(path) as archive:
+        data = read_member(archive, source.member)
+    if source.member.endswith(".dat"):
+        # '::' is not a single-character separator; swapping it lets the fast C parser run.
+        frame = pd.read_csv(io.BytesIO(data.replace(b"::", b"\t")), sep="\t", header=None, names=COLUMNS)
+    else:
+        frame = pd.read_csv(io.BytesIO(data), header=0, names=COLUMNS)
+    return _normalise(frame)
+
+
+def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "user_id": frame["user_id"].astype(np.int64),
+        "item_id": frame["item_id"].astype(np.int64),
+        "rating": frame["rating"].astype(np.float32),
+        "timestamp": frame["timestamp"].astype(np.int64),
+    })
+
+
+# --- a user's own file ------------------------------------------------------------------
+
+
+def read_user_file(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file with ``user_id, item_id, timestamp`` (extra columns ignored).
+
+    Timestamps may be numbers (e.g. Unix seconds) or date-time strings; the latter become
+    Unix seconds.
+    """
+    label = f"data.dataset file {path}"
+    if not path.is_file():
+        raise UserError(f"{label} does not exist; give an existing .csv or .parquet path or ml-100k/ml-1m/ml-20m")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{label} is empty; it needs a header and rows user_id,item_id,timestamp") from None
+    except Exception as error:  # pandas/pyarrow raise many types for unreadable files
+        raise UserError(f"{label} could not be read ({type(error).__name__}: {error})") from None
+    missing = [c for c in ("user_id", "item_id", "timestamp") if c not in frame.columns]
+    if missing:
+        raise UserError(f"{label} lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}")
+    if frame.empty:
+        raise UserError(f"{label} has no rows")
+    for column in ("user_id", "item_id", "timestamp"):
+        if frame[column].isna().any():
+            row = int(np.flatnonzero(frame[column].isna().to_numpy())[0])
+            raise UserError(f"{label} has an empty {column} in data row {row + 1}")
+    timestamps = _parse_timestamps(frame["timestamp"], label)
+    rating = frame["rating"] if "rating" in frame.columns else pd.Series(np.nan, index=frame.index)
+    return pd.DataFrame({
+        "user_id": frame["user_id"].to_numpy(),
+        "item_id": frame["item_id"].to_numpy(),
+        "rating": pd.to_numeric(rating, errors="coerce").astype(np.float32).to_numpy(),
+        "timestamp": timestamps,
+    })
+
+
+def _parse_timestamps(column: pd.Series, label: str) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column.to_numpy().astype(np.int64)
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return (column.astype("datetime64[s]").astype(np.int64)).to_numpy()
+    numeric = pd.to_numeric(column, errors="coerce")
+    if numeric.notna().all():
+        return numeric.to_numpy().astype(np.int64)
+    parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
+    if parsed.isna().any():
+        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise UserError(
+            f"{label}: timestamp '{column.iloc[row]}' in data row {row + 1} is neither a number "
+            "nor a date-time; use Unix seconds or ISO dates such as 2024-01-31T12:00:00"
+        )
+    return (parsed.dt.tz_convert(None).astype("datetime64[s]").astype(np.int64)).to_numpy()
+
+
+@dataclass(frozen=True)
+class DataParams:
+    dataset: str = "ml-100k"  # ml-100k, ml-1m, ml-20m, or a path to a .csv/.parquet file

@@ -1,0 +1,98 @@
+"""SPEC §6: ranking metrics over full rankings, per user first, then averaged.
+
+Inputs are dense arrays: ``recs`` (U, K) recommended item ids in rank order, and
+``relevant`` (U, R) held-out item ids in time order, padded with 0 (item 0 is never an item).
+The formulas are those of Microsoft ``recommenders``' ``python_evaluation``:
+
+- Recall@K = |rec ∩ rel| / |rel|; Precision@K = |rec ∩ rel| / K
+- NDCG@K = DCG / IDCG with DCG = Σ_{hit ranks i} 1 / log2(i + 1) and
+  IDCG = Σ_{i=1}^{min(K, |rel|)} 1 / log2(i + 1)
+- MAP@K = (1 / min(K, |rel|)) Σ_{hit ranks i} (hits among the first i) / i
+- HR@K = 1 if any hit else 0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PADDING = 0
+
+
+def hits(recs: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """(U, K) bool: is the item at each rank among the user's relevant items."""
+    recs, relevant = np.asarray(recs), np.asarray(relevant)
+    return ((recs[:, :, None] == relevant[:, None, :]) & (relevant[:, None, :] != PADDING)).any(axis=2)
+
+
+def per_user(recs: np.ndarray, relevant: np.ndarray) -> pd.DataFrame:
+    """One row per user with ndcg, recall, precision, map and hit_rate at K = recs.shape[1]."""
+    recs, relevant = np.asarray(recs), np.asarray(relevant)
+    k = recs.shape[1]
+    hit = hits(recs, relevant).astype(np.float64)  # (U, K)
+    n_relevant = (relevant != PADDING).sum(axis=1)
+    n_ideal = np.minimum(n_relevant, k)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))  # 1 / log2(i + 1), i = 1..K
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])[n_ideal]
+    n_hits = hit.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision_at_i = np.cumsum(hit, axis=1) / np.arange(1, k + 1)
+        return pd.DataFrame({
+            "ndcg": np.where(n_ideal > 0, (hit * discount).sum(axis=1) / ideal, 0.0),
+            "recall": np.where(n_relevant > 0, n_hits / n_relevant, 0.0),
+            "precision": n_hits / k,
+            "map": np.where(n_ideal > 0, (precision_at_i * hit).sum(axis=1) / n_ideal, 0.0),
+            "hit_rate": (n_hits > 0).astype(np.float64),
+        })
+
+
+def summary(recs: np.ndarray, relevant: np.ndarray, num_train_items: int) -> dict[str, float]:
+    """Mean metrics at K plus catalogue coverage and entropy, with flat keys (``ndcg@10``)."""
+    k = np.asarray(recs).shape[1]
+    means = per_user(recs, relevant).mean()
+    result = {f"{name}@{k}": float(value) for name, value in means.items()}
+    result["coverage"] = coverage(recs, num_train_items)
+    result["entropy"] = entropy(recs)
+    return result
+
+
+def coverage(recs: np.ndarray, num_train_items: int) -> float:
+    """Distinct recommended items / items in the training data."""
+    return float(len(np.unique(np.asarray(recs))) / num_train_items)
+
+
+def entropy(recs: np.ndarray) -> float:
+    """Shannon entropy (nats) of how often each item is recommended."""
+    _, counts = np.unique(np.asarray(recs), return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def per_position(recs: np.ndarray, relevant: np.ndarray) -> pd.DataFrame:
+    """Metrics against the p-th held-out item alone (``*_at_p``) and the first p items
+    (``*_first_p``), p = 1..n: how far into the future the list predicts."""
+    relevant = np.asarray(relevant)
+    rows = []
+    for p in range(1, relevant.shape[1] + 1):  # n is the horizon (10): a loop over positions, not users
+        single = per_user(recs, relevant[:, p - 1:p])
+        first = per_user(recs, relevant[:, :p])
+        has_p = relevant[:, p - 1] != PADDING  # global_time users may have fewer than n targets
+        rows.append({
+            "position": p,
+            "users": int(has_p.sum()),
+            "hit_rate_at_p": float(single["hit_rate"][has_p].mean()),
+            "ndcg_at_p": float(single["ndcg"][has_p].mean()),
+            "ndcg_first_p": float(first["ndcg"].mean()),
+            "recall_first_p": float(first["recall"].mean()),
+        })
+    return pd.DataFrame(rows)
+
+
+def relevant_matrix(targets: pd.DataFrame, users: np.ndarray, n: int) -> np.ndarray:
+    """(len(users), n) held-out items in position order, 0-padded, from a long
+    ``user_id, item_id, position`` table."""
+    row_of = pd.Series(np.arange(len(users)), index=users)
+    targets = targets[targets["user_id"].isin(users) & (targets["position"] < n)]
+    matrix = np.zeros((len(users), n), dtype=np.int64)
+    matrix[row_of[targets["user_id"]].to_numpy(), targets["position"].to_numpy()] = targets["item_id"].to_numpy()
+    return matrix

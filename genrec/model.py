@@ -1,0 +1,106 @@
+"""The GPT-2 next-item model (SPEC §4): construction, device choice, saving and loading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from genrec.errors import UserError
+from genrec.params import require
+
+PADDING = 0  # item id 0 pads sequences and is never recommended
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    n_positions: int = 128
+    n_embd: int = 64
+    n_layer: int = 2
+    n_head: int = 1
+    dropout: float = 0.1
+
+    def validate(self) -> None:
+        for name in ("n_positions", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            require(value >= 1, f"model.{name}", f"must be at least 1, got {value}")
+        require(self.n_positions >= 2, "model.n_positions", f"must be at least 2, got {self.n_positions}")
+        require(self.n_embd % self.n_head == 0, "model.n_embd",
+                f"({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+        require(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+def build(num_items: int, params: ModelParams) -> GPT2LMHeadModel:
+    """A randomly initialised GPT-2 whose vocabulary is the item ids 0..num_items."""
+    config = GPT2Config(
+        vocab_size=num_items + 1,
+        n_positions=params.n_positions,
+        n_embd=params.n_embd,
+        n_layer=params.n_layer,
+        n_head=params.n_head,
+        resid_pdrop=params.dropout,
+        embd_pdrop=params.dropout,
+        attn_pdrop=params.dropout,
+        # No special tokens: every id is an item and generation never stops early.
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=PADDING,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def resolve_device(name: str, label: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UserError(f"params.yaml: {label} must be auto, cpu or cuda, got '{name}'")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"params.yaml: {label} is '{name}' but no CUDA GPU is available; use auto or cpu")
+    return torch.device(name)
+
+
+def load(path: str | Path, device: torch.device) -> GPT2LMHeadModel:
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise UserError(f"no trained model in {path}: run `dvc repro train` first")
+    model = GPT2LMHeadModel.from_pretrained(path)
+    return model.to(device).eval()
+
+
+def last_logits(model: GPT2LMHeadModel, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Next-item logits after each right-padded sequence: (B, V) from items (B, L)."""
+    hidden = model.transformer(input_ids=items, attention_mask=(items != PADDING).long()).last_hidden_state
+    last = hidden[torch.arange(len(items), device=items.device), lengths - 1]  # (B, E)
+    return model.lm_head(last)
+
+
+@torch.no_grad()
+def rank_next_items(model: GPT2LMHeadModel, sequences, users, window: int, k: int,
+                    batch_size: int = 256) -> "torch.Tensor":
+    """Top-k next items of each user from the last ``window`` items, seen items removed.
+
+    Returns a (len(users), k) int64 CPU tensor ranked by logit; ties go to the lower id
+    (``torch.topk`` on CPU and CUDA is not guaranteed stable, so ties are broken explicitly).
+    """
+    import numpy as np  # local: keeps the module's import list about the model
+
+    device = next(model.parameters()).device
+    num_items = model.config.vocab_size - 1
+    out = []
+    for start in range(0, len(users), batch_size):
+        batch = np.asarray(users[start:start + batch_size])
+        items = torch.from_numpy(sequences.last_items(batch, window, side="right")).to(device)
+        lengths = torch.from_numpy(np.minimum(sequences.lengths(batch), window)).to(device)
+        logits = last_logits(model, items, lengths).float()
+        logits[sequences.seen_mask(batch, num_items, device)] = -torch.inf
+        out.append(top_k_stable(logits, k).cpu())
+    return torch.cat(out)
+
+
+def top_k_stable(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest scores per row, ties broken towards the lower index."""
+    # A stable descending sort keeps equal scores in index order on every device.
+    return torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]

@@ -1,0 +1,85 @@
+"""Typed, validated views of ``params.yaml`` sections.
+
+Each stage builds the dataclasses of exactly the sections (or keys) it declares in
+``dvc.yaml``. Unknown keys, missing keys, wrong types and out-of-range values are a
+``UserError`` that names the parameter, raised before any work is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from genrec.errors import UserError
+
+T = TypeVar("T")
+
+
+def load(path: str | Path = "params.yaml") -> dict[str, Any]:
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: run the stage from the repository root") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(params, dict):
+        raise UserError(f"{path} must be a mapping of sections, got {type(params).__name__}")
+    return params
+
+
+def section(params: dict[str, Any], name: str, cls: type[T], keys: list[str] | None = None) -> T:
+    """Build ``cls`` from ``params[name]``; with ``keys``, read only those keys.
+
+    ``keys`` serves stages that declare single keys of a shared section (the generation
+    strategies), so that a stage never reads a param it does not depend on.
+    """
+    raw = params.get(name)
+    if not isinstance(raw, dict):
+        raise UserError(f"params.yaml: section '{name}' is missing or not a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise UserError(
+            f"params.yaml: unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
+            f"known keys are {', '.join(sorted(fields))}"
+        )
+    wanted = keys if keys is not None else list(fields)
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key in wanted:
+        if key not in raw:
+            if fields[key].default is not dataclasses.MISSING:
+                continue
+            raise UserError(f"params.yaml: {name}.{key} is missing")
+        values[key] = _check_type(f"{name}.{key}", raw[key], hints[key])
+    obj = cls(**values)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate()
+    return obj
+
+
+def _check_type(label: str, value: Any, hint: Any) -> Any:
+    allowed = typing.get_args(hint) or (hint,)
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) and bool not in allowed:
+        raise UserError(f"params.yaml: {label} must be {_names(allowed)}, got {value!r}")
+    if not isinstance(value, tuple(a for a in allowed if isinstance(a, type))):
+        raise UserError(f"params.yaml: {label} must be {_names(allowed)}, got {value!r}")
+    return value
+
+
+def _names(types: tuple) -> str:
+    return " or ".join("a number" if t is float else f"a {t.__name__}" for t in types)
+
+
+def require(condition: bool, label: str, message: str) -> None:
+    """Raise a ``UserError`` about parameter ``label`` unless ``condition`` holds."""
+    if not condition:
+        raise UserError(f"params.yaml: {label} {message}")

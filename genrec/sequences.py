@@ -1,0 +1,61 @@
+"""Users' item sequences in CSR form, and the padded batches and seen-item masks built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+@dataclass(frozen=True)
+class UserSequences:
+    """Item sequences of users 0..U-1 in time order: ``items[indptr[u]:indptr[u + 1]]``."""
+
+    indptr: np.ndarray  # (U + 1,) int64
+    items: np.ndarray  # (nnz,) int64
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, num_users: int) -> "UserSequences":
+        """From a long table with ``user_id, item_id`` already sorted by user, then time."""
+        counts = np.bincount(frame["user_id"].to_numpy(), minlength=num_users)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(indptr=indptr, items=frame["item_id"].to_numpy().astype(np.int64))
+
+    @property
+    def num_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def lengths(self, users: np.ndarray) -> np.ndarray:
+        return self.indptr[users + 1] - self.indptr[users]
+
+    def last_items(self, users: np.ndarray, length: int, side: str = "right") -> np.ndarray:
+        """(len(users), length) matrix of each user's last ``length`` items, 0-padded.
+
+        ``side="right"`` puts a user's items at positions 0..n-1 (as in training);
+        ``side="left"`` ends every row at the last column (as for batched generation).
+        """
+        ends = self.indptr[users + 1]
+        n = np.minimum(ends - self.indptr[users], length)
+        cols = np.arange(length)
+        if side == "right":
+            index = (ends - n)[:, None] + cols[None, :]
+            valid = cols[None, :] < n[:, None]
+        else:
+            index = ends[:, None] - length + cols[None, :]
+            valid = cols[None, :] >= (length - n)[:, None]
+        index = np.clip(index, 0, max(len(self.items) - 1, 0))
+        return np.where(valid, self.items[index] if len(self.items) else 0, 0)
+
+    def seen_mask(self, users: np.ndarray, num_items: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(len(users), num_items + 1) bool tensor: True for each user's seen items and for padding 0."""
+        lengths = self.lengths(users)
+        rows = np.repeat(np.arange(len(users)), lengths)
+        # Position of every seen item in ``items``: each user's start plus 0..length-1.
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        cols = self.items[np.repeat(self.indptr[users], lengths) + offsets]
+        mask = torch.zeros(len(users), num_items + 1, dtype=torch.bool, device=device)
+        mask[torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)] = True
+        mask[:, 0] = True
+        return mask

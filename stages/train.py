@@ -1,0 +1,66 @@
+"""Stage `train`: GPT-2 next-item training with early stopping; dvclive learning curves."""
+
+import argparse
+import json
+
+import pandas as pd
+from dvclive import Live
+from tqdm import tqdm
+
+from genrec import params
+from genrec.errors import stage_main
+from genrec.io import atomic_path
+from genrec.model import ModelParams, build, resolve_device
+from genrec.sequences import UserSequences
+from genrec.training import TrainParams, train
+
+
+@stage_main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--split", default="data/split")
+    parser.add_argument("--out", default="data/model")
+    parser.add_argument("--live", default="metrics/train")
+    args = parser.parse_args()
+
+    config = params.load()
+    model_params = params.section(config, "model", ModelParams)
+    train_params = params.section(config, "train", TrainParams)
+    device = resolve_device(train_params.device, "train.device")
+
+    meta = json.loads(open(f"{args.split}/meta.json").read())
+    sequences = UserSequences.from_frame(pd.read_parquet(f"{args.split}/train.parquet"), meta["num_users"])
+    first = pd.read_parquet(f"{args.split}/validation.parquet").query("position == 0").sort_values("user_id")
+    model = build(meta["num_items"], model_params)
+
+    with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live, \
+            tqdm(total=train_params.max_epochs, desc="epochs", unit="epoch") as bar:
+        def log(epoch) -> None:
+            live.log_metric("train/loss", epoch.loss)
+            live.log_metric("val/ndcg@10", epoch.ndcg)
+            live.log_metric("val/hr@10", epoch.hit_rate)
+            live.log_metric("epoch_seconds", round(epoch.seconds, 3))
+            live.next_step()
+            bar.update()
+            bar.set_postfix(loss=f"{epoch.loss:.4f}", ndcg=f"{epoch.ndcg:.4f}")
+
+        result = train(model, sequences, first["user_id"].to_numpy(), first["item_id"].to_numpy(),
+                       train_params, device, on_epoch=log)
+        # The summary is the best epoch, not the last one: it is the model the stage outputs.
+        live.summary = {
+            "best_epoch": result.best.epoch,
+            "epochs": len(result.history),
+            "train": {"loss": result.best.loss},
+            "val": {"ndcg@10": result.best.ndcg, "hr@10": result.best.hit_rate},
+        }
+        live.make_summary()
+
+    model.load_state_dict(result.best_state)
+    with atomic_path(args.out) as out:
+        model.save_pretrained(out)  # safetensors weights + config.json
+    print(f"best epoch {result.best.epoch} of {len(result.history)}: validation NDCG@10 "
+          f"{result.best.ndcg:.4f}, HR@10 {result.best.hit_rate:.4f} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
