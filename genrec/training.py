@@ -84,14 +84,16 @@ def train(model, sequences: UserSequences, val_users: np.ndarray, val_targets: n
             width = int((batch != PADDING).sum(dim=1).max())
             batch = batch[:, :width].to(device)
             inputs, labels = batch[:, :-1], batch[:, 1:]
-            logits = model(input_ids=inputs, attention_mask=(inputs != PADDING).long()).logits  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                   ignore_index=PADDING, reduction="sum")
-            tokens = int((labels != PADDING).sum())
+            hidden = model.transformer(input_ids=inputs, attention_mask=(inputs != PADDING).long()).last_hidden_state
+            # Project only real positions onto the catalogue: the (tokens, V) logits dominate the cost.
+            real = labels != PADDING
+            logits = model.lm_head(hidden[real])  # (tokens, V)
+            loss = F.cross_entropy(logits, labels[real], reduction="sum")
+            tokens = int(real.sum())
             optimizer.zero_grad(set_to_none=True)
             (loss / tokens).backward()
             optimizer.step()
-            total_loss += float(loss)
+            total_loss += loss.detach().item()
             total_tokens += tokens
         ndcg, hit_rate = validate(model, sequences, val_users, val_targets, window)
         current = EpochResult(epoch, total_loss / total_tokens, ndcg, hit_rate, time.perf_counter() - start)
