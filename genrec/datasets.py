@@ -9,6 +9,7 @@ download them again.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import shutil
@@ -18,6 +19,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -115,14 +117,20 @@ def fetch(url: str, dest: Path, md5: str) -> Path:
                     f"could not download {url}: {error}. Check the network, or set "
                     f"GENREC_GROUPLENS_URL to a mirror that serves {dest.name}"
                 ) from None
-            with response, tqdm(
-                total=int(response.headers.get("Content-Length") or 0) or None,
-                unit="B", unit_scale=True, desc=dest.name, mininterval=1.0,
-            ) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
+            try:
+                with response, tqdm(
+                    total=int(response.headers.get("Content-Length") or 0) or None,
+                    unit="B", unit_scale=True, desc=dest.name, mininterval=1.0,
+                ) as bar:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+            except (OSError, http.client.HTTPException) as error:
+                raise UserError(
+                    f"the download of {url} broke off ({type(error).__name__}: {error}); "
+                    "nothing was kept. Try again"
+                ) from None
         if digest.hexdigest() != md5:
             raise UserError(
                 f"checksum mismatch for {url}: md5 {digest.hexdigest()}, expected {md5}. "
@@ -186,7 +194,7 @@ def read_member(archive: zipfile.ZipFile, member: str) -> bytes:
         return archive.read(member)
     except KeyError:
         raise UserError(f"{archive.filename} has no member '{member}'; it is not the expected archive") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:
         raise UserError(f"{archive.filename} is truncated or corrupt ({error}); delete it and rerun") from None
 
 
@@ -261,19 +269,30 @@ def read_user_file(path: Path) -> pd.DataFrame:
 
 
 def _parse_timestamps(column: pd.Series, label: str) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+    if pd.api.types.is_bool_dtype(column):
+        raise UserError(f"{label}: the timestamp column holds true/false values; use Unix seconds or ISO dates")
+    if pd.api.types.is_numeric_dtype(column):
         return column.to_numpy().astype(np.int64)
     if pd.api.types.is_datetime64_any_dtype(column):
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            column = column.dt.tz_convert(None)  # to UTC, then naive
         return (column.astype("datetime64[s]").astype(np.int64)).to_numpy()
     numeric = pd.to_numeric(column, errors="coerce")
     if numeric.notna().all():
         return numeric.to_numpy().astype(np.int64)
     parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
-    if parsed.isna().any():
-        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+    bad = parsed.isna().to_numpy() & numeric.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
         raise UserError(
             f"{label}: timestamp '{column.iloc[row]}' in data row {row + 1} is neither a number "
             "nor a date-time; use Unix seconds or ISO dates such as 2024-01-31T12:00:00"
+        )
+    if parsed.isna().any():
+        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise UserError(
+            f"{label}: the timestamp column mixes numbers (e.g. '{column.iloc[row]}' in data row "
+            f"{row + 1}) with date-times; use one format: Unix seconds or ISO dates"
         )
     return (parsed.dt.tz_convert(None).astype("datetime64[s]").astype(np.int64)).to_numpy()
 

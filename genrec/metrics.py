@@ -96,3 +96,23 @@ def relevant_matrix(targets: pd.DataFrame, users: np.ndarray, n: int) -> np.ndar
     matrix = np.zeros((len(users), n), dtype=np.int64)
     matrix[row_of[targets["user_id"]].to_numpy(), targets["position"].to_numpy()] = targets["item_id"].to_numpy()
     return matrix
+
+
+def evaluate(recs: np.ndarray, users: np.ndarray, test: pd.DataFrame, num_train_items: int
+             ) -> tuple[dict[str, float], pd.DataFrame]:
+    """Summary metrics and per-position curves of ``recs`` (rows in ``users`` order)
+    against the long ``test`` table (``user_id, item_id, position``)."""
+    n = int(test["position"].max()) + 1
+    relevant = relevant_matrix(test, users, n)
+    result = {"users": int(len(users)), **summary(recs, relevant, num_train_items)}
+    return result, per_position(recs, relevant)
+
+
+def recommendations_frame(users: np.ndarray, recs: np.ndarray) -> pd.DataFrame:
+    """Long ``user_id, item_id, rank`` (rank 1..K) table of a (users, K) matrix."""
+    k = recs.shape[1]
+    return pd.DataFrame({
+        "user_id": np.repeat(users, k),
+        "item_id": recs.reshape(-1),
+        "rank": np.tile(np.arange(1, k + 1), len(users)),
+    })

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from genrec.errors import UserError
@@ -66,6 +67,7 @@ def load(path: str | Path, device: torch.device) -> GPT2LMHeadModel:
     path = Path(path)
     if not (path / "config.json").exists():
         raise UserError(f"no trained model in {path}: run `dvc repro train` first")
+    transformers.utils.logging.disable_progress_bar()  # a per-weight bar for a 28-tensor model is noise
     model = GPT2LMHeadModel.from_pretrained(path)
     return model.to(device).eval()
 
