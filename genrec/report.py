@@ -11,12 +11,10 @@ matplotlib.use("Agg")  # files only; no display on the machines that run the pip
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-COLUMNS = ["ndcg@10", "recall@10", "precision@10", "map@10", "hit_rate@10", "coverage", "entropy"]
-
-
 def table(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
     rows = {name: json.loads((metrics_dir / f"{name}.json").read_text()) for name in names}
-    return pd.DataFrame.from_dict(rows, orient="index")[COLUMNS].rename_axis("strategy")
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("strategy")
+    return frame.drop(columns=["users"], errors="ignore")
 
 
 def markdown(frame: pd.DataFrame) -> str:
