@@ -30,8 +30,28 @@ class Prepared:
 
 def distinct_counts(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
     """For each row code, the number of distinct column codes it occurs with."""
-    pairs = np.unique(rows.astype(np.int64) * n_cols + cols)
-    return np.bincount(pairs // n_cols, minlength=n_rows)
+    # Sort + mask rather than np.unique: numpy >= 2.3 answers a plain np.unique of
+    # integers with a hash table that is ~80x slower than sorting on 20M pairs.
+    pairs = np.sort(rows.astype(np.int64) * n_cols + cols)
+    first = np.empty(len(pairs), dtype=bool)
+    first[:1] = True
+    np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
+    return np.bincount(pairs[first] // n_cols, minlength=n_rows)
+
+
+def user_time_order(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """Stable order by user, then timestamp: ties keep the file's order.
+
+    One stable argsort of a combined int64 key is about 2x faster than ``np.lexsort``;
+    fall back to lexsort where the key would overflow.
+    """
+    if len(users) == 0:
+        return np.arange(0)
+    lo, hi = int(timestamps.min()), int(timestamps.max())
+    span = hi - lo + 1
+    if (int(users.max()) + 1) * span < 2**63:
+        return np.argsort(users * span + (timestamps - lo), kind="stable")
+    return np.lexsort((timestamps, users))
 
 
 def preprocess(raw: pd.DataFrame, params: PreprocessParams) -> Prepared:
@@ -59,14 +79,14 @@ def preprocess(raw: pd.DataFrame, params: PreprocessParams) -> Prepared:
     new_item[kept_items] = np.arange(1, len(kept_items) + 1)  # 0 is padding
 
     users = new_user[user_code[keep]]
-    timestamps = raw["timestamp"].to_numpy()[keep]
-    order = np.lexsort((timestamps, users))  # stable: ties keep the file's order
+    timestamps = raw["timestamp"].to_numpy()[keep].astype(np.int64, copy=False)
+    order = user_time_order(users, timestamps)
     interactions = pd.DataFrame({
         "user_id": users[order],
         "item_id": new_item[item_code[keep]][order],
-        "timestamp": timestamps[order].astype(np.int64),
+        "timestamp": timestamps[order],
         "rating": raw["rating"].to_numpy()[keep][order],
-    })
+    }, copy=False)  # the columns are fresh arrays: no need to copy them into one block
     return Prepared(
         interactions=interactions,
         users=pd.DataFrame({"user_id": np.arange(len(kept_users)), "raw_user_id": user_raw[kept_users]}),
