@@ -38,7 +38,8 @@ class EpochResult:
     loss: float
     ndcg: float  # validation NDCG@10 on the first held-out item
     hit_rate: float
-    seconds: float
+    seconds: float  # training and validation
+    validation_seconds: float
 
 
 @dataclass
@@ -95,8 +96,10 @@ def train(model, sequences: UserSequences, val_users: np.ndarray, val_targets: n
             optimizer.step()
             total_loss += loss.detach().item()
             total_tokens += tokens
+        validation_start = time.perf_counter()
         ndcg, hit_rate = validate(model, sequences, val_users, val_targets, window)
-        current = EpochResult(epoch, total_loss / total_tokens, ndcg, hit_rate, time.perf_counter() - start)
+        end = time.perf_counter()
+        current = EpochResult(epoch, total_loss / total_tokens, ndcg, hit_rate, end - start, end - validation_start)
         if result is None or current.ndcg > result.best.ndcg:
             best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
             result = TrainResult(best=current, history=(result.history if result else []), best_state=best_state)
