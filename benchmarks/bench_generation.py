@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import threading
 import time
 
 import numpy as np
@@ -46,19 +47,31 @@ def batches(sequences: UserSequences, batch_size: int, window: int, num_items: i
 
 
 def timed(run, device) -> tuple[float, float]:
-    """Seconds and peak memory (MB: CUDA allocations, or growth of the process's RSS)."""
+    """Seconds and peak memory in MB: CUDA's peak allocation, or on the CPU the peak of the
+    process's resident memory above its level at the start (sampled every 2 ms)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    rss = psutil.Process().memory_info().rss
+        start = time.perf_counter()
+        run()
+        torch.cuda.synchronize()
+        return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**20
+    process = psutil.Process()
+    base = process.memory_info().rss
+    peak, done = [base], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.002):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     start = time.perf_counter()
     run()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = psutil.Process().memory_info().rss - rss
-    return time.perf_counter() - start, peak / 2**20
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    return seconds, (max(peak[0], process.memory_info().rss) - base) / 2**20
 
 
 def bench_catalogue(num_items: int, users: int, reference_users: int, device, profile: bool) -> list[dict]:

@@ -9,9 +9,11 @@ aggregations are vectorised over users and sequences.
 
 The arithmetic follows Hugging Face's GPT-2 and ``generate()`` step for step
 (log-softmax before the filters in beam search; filter, temperature, then top-k in
-sampling; one ``torch.multinomial`` over the (users × sequences, items) matrix per
-step), so greedy and beam give ``generate()``'s items and sampling draws from the same
-distributions with the same random numbers.
+sampling), so greedy and beam give ``generate()``'s items and sampling draws from the
+same distributions. Sampling draws through the inverse CDF (and among the top-k items
+only, when there is a cut) rather than ``torch.multinomial``; ``exact=True`` switches to
+``generate()``'s own ``torch.multinomial`` call, which then consumes the same random
+numbers and gives identical sequences (the tests use it).
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ class Decoder:
         self.n_head = model.config.n_head
         self.head_dim = model.config.n_embd // model.config.n_head
 
+    def _mlp(self, block, x: torch.Tensor) -> torch.Tensor:
+        if self.config.activation_function in ("gelu_new", "gelu_pytorch_tanh"):
+            # The same tanh approximation as GPT-2's gelu_new, in one fused kernel.
+            return block.mlp.c_proj(F.gelu(block.mlp.c_fc(x), approximate="tanh"))
+        return block.mlp(x)
+
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(*x.shape[:-1], self.n_head, self.head_dim)
 
@@ -79,7 +87,7 @@ class Decoder:
             q, k, v = (self._heads(t).transpose(1, 2) for t in (q, k, v))  # (B, H, L, D)
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None])
             h = h + block.attn.c_proj(attended.transpose(1, 2).reshape(B, L, -1))
-            h = h + block.mlp(block.ln_2(h))
+            h = h + self._mlp(block, block.ln_2(h))
             keys.append(k)
             values.append(v)
         logits = self.model.lm_head(tr.ln_f(h[:, -1]))  # (B, V)
@@ -109,7 +117,7 @@ class Decoder:
             attended = (torch.einsum("bshl,bhld->bshd", w_shared, prompt.values[layer])
                         + torch.einsum("bsht,bshtd->bshd", w_own, own_v))  # (B, S, H, D)
             h = h + block.attn.c_proj(attended.reshape(B, S, -1))
-            h = h + block.mlp(block.ln_2(h))
+            h = h + self._mlp(block, block.ln_2(h))
         return self.model.lm_head(tr.ln_f(h)).float()
 
     def new_cache(self, B: int, S: int, horizon: int, like: torch.Tensor) -> GenerationCache:
@@ -126,38 +134,75 @@ def sample_filter(logits: torch.Tensor, temperature: float, top_k: int) -> torch
     return logits
 
 
+def inverse_cdf(probs: torch.Tensor) -> torch.Tensor:
+    """One index per row drawn from ``probs`` (..., V): a uniform number through the CDF.
+
+    Same distribution as ``torch.multinomial(probs, 1)``, which on the CPU draws V
+    exponential numbers per row and is ~10x slower here.
+    """
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(cdf.shape[:-1] + (1,), device=probs.device, dtype=cdf.dtype) * cdf[..., -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(-1)
+
+
+def sample_step(logits: torch.Tensor, temperature: float, top_k: int, exact: bool,
+                ra_scores: torch.Tensor | None) -> torch.Tensor:
+    """Draw the next item of every sequence from filtered ``logits`` (B, S, V); add each
+    item's sampling probability to ``ra_scores`` (B, V) when given. Returns (B, S)."""
+    B, S, V = logits.shape
+    if exact:  # generate()'s arithmetic and random draws, for tests against the reference
+        probs = sample_filter(logits, temperature, top_k).softmax(dim=-1)
+        if ra_scores is not None:
+            ra_scores += probs.sum(dim=1)
+        return torch.multinomial(probs.reshape(B * S, V), num_samples=1).view(B, S)
+    if 0 < top_k < V:
+        # Only the k best items can be drawn: sample among them, never touching the rest.
+        values, index = torch.topk(logits, top_k, dim=-1)  # (B, S, k)
+        probs = (values / temperature).softmax(dim=-1)
+        if ra_scores is not None:
+            ra_scores.scatter_add_(1, index.reshape(B, -1), probs.reshape(B, -1))
+        return index.gather(-1, inverse_cdf(probs)[..., None]).squeeze(-1)
+    probs = (logits / temperature).softmax(dim=-1)
+    if ra_scores is not None:
+        ra_scores += probs.sum(dim=1)
+    return inverse_cdf(probs)
+
+
 @torch.no_grad()
 def decode(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, *,
            num_sequences: int = 1, sample: bool = False, temperature: float = 1.0, top_k: int = 0,
-           relevance: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+           relevance: bool = False, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Greedy (``sample=False``) or sampled sequences of ``horizon`` new items per user.
 
     ``prompts`` (B, L) left-padded, ``seen`` (B, V) bool. Returns the items (B, S, horizon)
     and, with ``relevance``, each item's summed sampling probability over sequences and
-    steps (B, V), the RA score.
+    steps (B, V), the RA score. ``exact`` samples with ``torch.multinomial`` exactly as
+    ``generate()`` does (same random draws); the default draws from the same
+    distributions faster.
     """
     B = prompts.shape[0]
     S = num_sequences
     logits, prompt = decoder.prefill(prompts)
-    logits = logits[:, None].expand(B, S, -1)  # every sequence starts from the same prompt
-    banned = seen[:, None, :].repeat(1, S, 1)  # (B, S, V): seen items plus each sequence's own
+    # Every sequence starts from the same prompt: one (B, S, V) copy with the seen items banned.
+    logits = logits[:, None].expand(B, S, -1).masked_fill(seen[:, None, :], -torch.inf)
     cache = decoder.new_cache(B, S, horizon, prompt.keys[0])
     items = torch.empty(B, S, horizon, dtype=torch.long, device=prompts.device)
     ra_scores = torch.zeros(B, logits.shape[-1], device=prompts.device) if relevance else None
     for t in range(horizon):
-        logits = logits.masked_fill(banned, -torch.inf)
+        if t > 0:
+            logits = decoder.step(items[:, :, t - 1], t - 1, prompt, cache)
+            ban(logits, seen, items[:, :, :t])
         if sample:
-            probs = sample_filter(logits, temperature, top_k).softmax(dim=-1)  # (B, S, V)
-            if relevance:
-                ra_scores += probs.sum(dim=1)
-            tokens = torch.multinomial(probs.reshape(B * S, -1), num_samples=1).view(B, S)
+            items[:, :, t] = sample_step(logits, temperature, top_k, exact, ra_scores)
         else:
-            tokens = logits.argmax(dim=-1)  # (B, S)
-        items[:, :, t] = tokens
-        banned.scatter_(2, tokens[:, :, None], True)
-        if t + 1 < horizon:
-            logits = decoder.step(tokens, t, prompt, cache)
+            items[:, :, t] = logits.argmax(dim=-1)
     return items, ra_scores
+
+
+def ban(scores: torch.Tensor, seen: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+    """In place: -inf for each user's seen items (B, V) and each sequence's own items (B, S, t)."""
+    scores.masked_fill_(seen[:, None, :], -torch.inf)
+    return scores.scatter_(2, generated, -torch.inf)
 
 
 @torch.no_grad()
@@ -170,20 +215,16 @@ def beam_search(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, hor
     V = log_probs.shape[-1]
     # Step 0: all beams share one prompt, so the first beams are its num_beams best items.
     scores, tokens = torch.topk(log_probs.masked_fill(seen, -torch.inf), num_beams, dim=-1)  # (B, S)
-    banned = seen[:, None, :].repeat(1, num_beams, 1)
-    banned.scatter_(2, tokens[:, :, None], True)
     cache = decoder.new_cache(B, num_beams, horizon, prompt.keys[0])
     items = torch.empty(B, num_beams, horizon, dtype=torch.long, device=prompts.device)
     items[:, :, 0] = tokens
     for t in range(1, horizon):
         log_probs = decoder.step(tokens, t - 1, prompt, cache).log_softmax(dim=-1)
-        candidates = (log_probs.masked_fill(banned, -torch.inf) + scores[:, :, None]).view(B, -1)
+        candidates = (ban(log_probs, seen, items[:, :, :t]) + scores[:, :, None]).view(B, -1)
         scores, flat = torch.topk(candidates, num_beams, dim=-1)  # (B, S), best first
         beams, tokens = flat // V, flat % V
         cache.reorder(beams, t)
         items[:, :, :t] = items[:, :, :t].gather(1, beams[:, :, None].expand(-1, -1, t))
-        banned = banned.gather(1, beams[:, :, None].expand_as(banned))
-        banned.scatter_(2, tokens[:, :, None], True)
         items[:, :, t] = tokens
     return items[:, 0]
 

@@ -30,7 +30,11 @@ def per_user(recs: np.ndarray, relevant: np.ndarray) -> pd.DataFrame:
     recs, relevant = np.asarray(recs), np.asarray(relevant)
     k = recs.shape[1]
     hit = hits(recs, relevant).astype(np.float64)  # (U, K)
-    n_relevant = (relevant != PADDING).sum(axis=1)
+    # |rel| counts distinct items: a repeated held-out item is one relevant item, hit at most once.
+    ordered = np.sort(relevant, axis=1)
+    first = np.ones(ordered.shape, dtype=bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    n_relevant = ((ordered != PADDING) & first).sum(axis=1)
     n_ideal = np.minimum(n_relevant, k)
     discount = 1.0 / np.log2(np.arange(2, k + 2))  # 1 / log2(i + 1), i = 1..K
     ideal = np.concatenate([[0.0], np.cumsum(discount)])[n_ideal]

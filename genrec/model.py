@@ -89,6 +89,7 @@ def rank_next_items(model: GPT2LMHeadModel, sequences, users, window: int, k: in
     """
     import numpy as np  # local: keeps the module's import list about the model
 
+    model.eval()
     device = next(model.parameters()).device
     num_items = model.config.vocab_size - 1
     out = []

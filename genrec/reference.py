@@ -45,6 +45,7 @@ def generate(model, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, *, 
         max_new_tokens=horizon,
         min_new_tokens=horizon,
         do_sample=sample,
+        top_k=0 if sample else None,  # generate() would otherwise add its default top-50 cut
         num_beams=num_beams if strategy == "beam" else 1,
         num_return_sequences=copies if sample else 1,
         logits_processor=LogitsProcessorList(processors),

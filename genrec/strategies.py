@@ -80,6 +80,7 @@ def auto_batch_size(strategy: str, params: GenerationParams, num_items: int, win
 def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
               params: GenerationParams) -> np.ndarray:
     """(len(users), horizon) recommended item ids in rank order."""
+    model.eval()  # no dropout: recommendations must not change between runs
     device = next(model.parameters()).device
     config = model.config
     window = config.n_positions - params.horizon  # room for the generated items

@@ -4,6 +4,7 @@ import argparse
 import json
 
 import pandas as pd
+import torch
 from dvclive import Live
 from tqdm import tqdm
 
@@ -31,6 +32,7 @@ def main() -> None:
     meta = json.loads(open(f"{args.split}/meta.json").read())
     sequences = UserSequences.from_frame(pd.read_parquet(f"{args.split}/train.parquet"), meta["num_users"])
     first = pd.read_parquet(f"{args.split}/validation.parquet").query("position == 0").sort_values("user_id")
+    torch.manual_seed(train_params.seed)  # the initial weights come from train.seed too
     model = build(meta["num_items"], model_params)
 
     with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live, \

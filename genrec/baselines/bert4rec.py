@@ -1,0 +1,147 @@
+"""``bert4rec``: BERT4Rec (Sun et al. 2019) with Hugging Face BERT.
+
+Masked-item training: each real item of a user's last ``max_len`` items is replaced, with
+probability ``mask_prob``, by the mask token (id num_items + 1) and predicted with
+cross-entropy over every item. Top-K prediction appends the mask token to the user's last
+``max_len - 1`` items and ranks the items at that position.
+
+The network is ``BertForMaskedLM``: a ``BertModel`` plus BERT's masked-LM head (dense, GELU,
+LayerNorm, then the item embeddings shared as output weights with a per-item bias), which
+is BERT4Rec's output layer. Sequences are left-padded with position ids counted back from
+the last column, so the latest item (or, when predicting, the mask) has the last position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import BertConfig, BertForMaskedLM
+
+from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, early_stopping, recommend,
+                                     state_copy, training_users, trim_left)
+from genrec.params import require
+
+TRAINED = True
+PADDING = 0
+
+
+@dataclass(frozen=True)
+class Params:
+    k: int = 10  # list length
+    max_len: int = 128
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.1
+    mask_prob: float = 0.2  # share of items replaced by the mask token in training
+    lr: float = 1e-3
+    batch_size: int = 64
+    max_epochs: int = 100
+    patience: int = 10  # stop after this many epochs without a better validation NDCG@10
+    seed: int = 42
+    device: str = "auto"  # auto (CUDA when present), cpu or cuda
+
+    def validate(self) -> None:
+        check_transformer("bert4rec", self)
+        require(0.0 < self.mask_prob < 1.0, "bert4rec.mask_prob", f"must be in (0, 1), got {self.mask_prob}")
+
+
+def build(num_items: int, params: Params) -> BertForMaskedLM:
+    """A randomly initialised BERT over ids 0 (padding), 1..num_items (items), num_items + 1 (mask)."""
+    config = BertConfig(
+        vocab_size=num_items + 2,
+        hidden_size=params.hidden,
+        num_hidden_layers=params.layers,
+        num_attention_heads=params.heads,
+        intermediate_size=4 * params.hidden,
+        hidden_act="gelu",
+        hidden_dropout_prob=params.dropout,
+        attention_probs_dropout_prob=params.dropout,
+        max_position_embeddings=params.max_len,
+        type_vocab_size=1,
+        pad_token_id=PADDING,
+    )
+    return BertForMaskedLM(config)
+
+
+def hidden_states(model: BertForMaskedLM, items: torch.Tensor) -> torch.Tensor:
+    """(B, L, H) of left-padded ``items`` (B, L), L <= max_len; position ids end at max_len - 1."""
+    max_len, length = model.config.max_position_embeddings, items.shape[1]
+    positions = torch.arange(max_len - length, max_len, device=items.device).expand(len(items), -1)
+    return model.bert(input_ids=items, attention_mask=(items != PADDING).long(),
+                      position_ids=positions).last_hidden_state
+
+
+def mask_items(batch: torch.Tensor, mask_prob: float, mask_token: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace each real item by ``mask_token`` with probability ``mask_prob``; return the
+    inputs and the (B, L) bool mask of the replaced positions (the ones with a label)."""
+    draws = torch.rand(batch.shape, generator=generator)
+    masked = (draws < mask_prob) & (batch != PADDING)
+    return batch.masked_fill(masked, mask_token), masked
+
+
+def train_epoch(model: BertForMaskedLM, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
+                generator: torch.Generator, device: torch.device) -> dict[str, float]:
+    """One pass over ``data`` ((users, max_len) left-padded last items) in shuffled batches."""
+    model.train()
+    num_items = model.config.vocab_size - 2
+    total_loss, total_tokens = 0.0, 0
+    for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
+        batch = trim_left(batch)
+        inputs, masked = mask_items(batch, params.mask_prob, num_items + 1, generator)
+        tokens = int(masked.sum())
+        if tokens == 0:  # nothing drawn to predict in this batch
+            continue
+        inputs, masked, labels = inputs.to(device), masked.to(device), batch[masked].to(device)
+        hidden = hidden_states(model, inputs)[masked]  # (tokens, H): the head only where there is a label
+        # Only items 1..num_items compete: padding and the mask token are never a label.
+        logits = model.cls(hidden)[:, 1:num_items + 1]
+        loss = F.cross_entropy(logits, labels - 1, reduction="sum")
+        optimizer.zero_grad(set_to_none=True)
+        (loss / tokens).backward()
+        optimizer.step()
+        total_loss += loss.detach().item()
+        total_tokens += tokens
+    return {"loss": total_loss / max(total_tokens, 1)}
+
+
+def scorer(model: BertForMaskedLM, data: Data, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
+    """Users -> scores (B, num_items + 1) at a mask token appended to their last max_len - 1 items."""
+    max_len, mask_token = model.config.max_position_embeddings, model.config.vocab_size - 1
+
+    def score(users: np.ndarray) -> torch.Tensor:
+        model.eval()
+        history = torch.from_numpy(data.sequences.last_items(users, max_len - 1, side="left"))
+        items = trim_left(torch.cat([history, torch.full((len(users), 1), mask_token)], dim=1))
+        return model.cls(hidden_states(model, items.to(device))[:, -1])[:, :mask_token]  # drop the mask token
+
+    return score
+
+
+def fit(data: Data, params: Params, device: torch.device,
+        on_epoch: Callable[[EpochResult], None] = lambda result: None) -> tuple[BertForMaskedLM, TrainResult]:
+    """Train with early stopping; return the model with the best epoch's weights, and the history."""
+    torch.manual_seed(params.seed)
+    generator = torch.Generator().manual_seed(params.seed)
+    model = build(data.num_items, params).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len,
+                                                        side="left"))
+    result = early_stopping(lambda: train_epoch(model, matrix, params, optimizer, generator, device),
+                            scorer(model, data, device), lambda: state_copy(model), data,
+                            params.max_epochs, params.patience, on_epoch)
+    model.load_state_dict(result.best_state)
+    return model, result
+
+
+def fit_recommend(data: Data, users: np.ndarray, params: Params, device: torch.device = torch.device("cpu"),
+                  on_epoch: Callable[[EpochResult], None] = lambda result: None
+                  ) -> tuple[np.ndarray, TrainResult]:
+    """Train, then recommend ``k`` unseen items to each of ``users`` from the best epoch's model."""
+    model, result = fit(data, params, device, on_epoch)
+    return recommend(scorer(model, data, device), data.sequences, users, params.k), result

@@ -1,0 +1,175 @@
+"""``sasrec``: SASRec (Kang & McAuley 2018) trained with full cross-entropy over the catalogue
+("SASRec+", Klenitskiy & Vasilev 2023), in plain torch.
+
+Item embeddings are shared with the output layer; learned positional embeddings; pre-LN
+causal self-attention blocks with dropout. Sequences are left-padded, so a user's latest
+item is always in the last column and has the last position embedding, in training and
+in prediction alike; Top-K prediction reads the last position.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, early_stopping, recommend,
+                                     state_copy, training_users, trim_left)
+
+TRAINED = True
+PADDING = 0
+
+
+@dataclass(frozen=True)
+class Params:
+    k: int = 10  # list length
+    max_len: int = 128  # items a user is represented by (GPT-2's window)
+    hidden: int = 64
+    layers: int = 2  # transformer blocks
+    heads: int = 1
+    dropout: float = 0.1
+    lr: float = 1e-3
+    batch_size: int = 64
+    max_epochs: int = 100
+    patience: int = 10  # stop after this many epochs without a better validation NDCG@10
+    seed: int = 42
+    device: str = "auto"  # auto (CUDA when present), cpu or cuda
+
+    def validate(self) -> None:
+        check_transformer("sasrec", self)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.heads, self.dropout = heads, dropout
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        q, k, v = self.qkv(x).split(hidden, dim=2)
+        q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, nh, L, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None],
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(batch, length, hidden))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.attn = CausalSelfAttention(hidden, heads, dropout)
+        # SASRec's point-wise feed-forward network keeps the hidden size.
+        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), allowed))
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+
+class SASRec(nn.Module):
+    def __init__(self, num_items: int, params: Params):
+        super().__init__()
+        self.max_len = params.max_len
+        self.items = nn.Embedding(num_items + 1, params.hidden, padding_idx=PADDING)
+        self.positions = nn.Embedding(params.max_len, params.hidden)
+        self.drop = nn.Dropout(params.dropout)
+        self.blocks = nn.ModuleList(Block(params.hidden, params.heads, params.dropout) for _ in range(params.layers))
+        self.ln = nn.LayerNorm(params.hidden)
+        for name, weight in self.named_parameters():  # GPT-2's initialisation
+            if weight.dim() == 2:
+                nn.init.normal_(weight, std=0.02)
+            elif name.endswith("bias"):
+                nn.init.zeros_(weight)
+        with torch.no_grad():
+            self.items.weight[PADDING].zero_()
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, L, H) of left-padded ``items`` (B, L), L <= max_len."""
+        length = items.shape[1]
+        real = items != PADDING  # (B, L)
+        # Positions count back from the last column, so the latest item always has the last one.
+        positions = torch.arange(self.max_len - length, self.max_len, device=items.device)
+        x = self.items(items) * math.sqrt(self.items.embedding_dim) + self.positions(positions)
+        x = self.drop(x) * real[..., None]
+        # A query attends to itself and the real items before it; the diagonal keeps a padding
+        # query from having no key at all (a NaN softmax). Padding outputs are never used.
+        causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
+        allowed = causal & (real[:, None, :] | torch.eye(length, dtype=torch.bool, device=items.device))  # (B, L, L)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.ln(x)
+
+    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., num_items + 1) scores of every item id, padding included, from the shared embeddings."""
+        return hidden @ self.items.weight.T
+
+
+def train_epoch(model: SASRec, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
+                generator: torch.Generator, device: torch.device) -> dict[str, float]:
+    """One pass over ``data`` ((users, max_len + 1) left-padded last items) in shuffled batches.
+
+    Each position predicts the next item with cross-entropy over every item (not sampled negatives).
+    """
+    model.train()
+    total_loss, total_tokens = 0.0, 0
+    for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
+        batch = trim_left(batch).to(device)
+        inputs, labels = batch[:, :-1], batch[:, 1:]
+        real = (inputs != PADDING) & (labels != PADDING)
+        hidden = model(inputs)[real]  # (tokens, H): the catalogue projection only where there is a label
+        # Column 0 (padding) is left out of the softmax: labels are items 1..num_items.
+        logits = model.item_logits(hidden)[:, 1:]
+        loss = F.cross_entropy(logits, labels[real] - 1, reduction="sum")
+        tokens = int(real.sum())
+        optimizer.zero_grad(set_to_none=True)
+        (loss / tokens).backward()
+        optimizer.step()
+        total_loss += loss.detach().item()
+        total_tokens += tokens
+    return {"loss": total_loss / max(total_tokens, 1)}
+
+
+def scorer(model: SASRec, data: Data, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
+    """Users -> next-item scores (B, num_items + 1) from the last position of their last max_len items."""
+
+    def score(users: np.ndarray) -> torch.Tensor:
+        model.eval()
+        items = trim_left(torch.from_numpy(data.sequences.last_items(users, model.max_len, side="left")))
+        return model.item_logits(model(items.to(device))[:, -1])
+
+    return score
+
+
+def fit(data: Data, params: Params, device: torch.device,
+        on_epoch: Callable[[EpochResult], None] = lambda result: None) -> tuple[SASRec, TrainResult]:
+    """Train with early stopping; return the model with the best epoch's weights, and the history."""
+    torch.manual_seed(params.seed)
+    generator = torch.Generator().manual_seed(params.seed)
+    model = SASRec(data.num_items, params).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    # Each user's last max_len + 1 items: inputs are [:, :-1], labels [:, 1:]. Built once.
+    matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len + 1,
+                                                        side="left"))
+    result = early_stopping(lambda: train_epoch(model, matrix, params, optimizer, generator, device),
+                            scorer(model, data, device), lambda: state_copy(model), data,
+                            params.max_epochs, params.patience, on_epoch)
+    model.load_state_dict(result.best_state)
+    return model, result
+
+
+def fit_recommend(data: Data, users: np.ndarray, params: Params, device: torch.device = torch.device("cpu"),
+                  on_epoch: Callable[[EpochResult], None] = lambda result: None
+                  ) -> tuple[np.ndarray, TrainResult]:
+    """Train, then recommend ``k`` unseen items to each of ``users`` from the best epoch's model."""
+    model, result = fit(data, params, device, on_epoch)
+    return recommend(scorer(model, data, device), data.sequences, users, params.k), result

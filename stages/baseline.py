@@ -1,0 +1,86 @@
+"""Stages `popularity`, `bpr`, `sasrec`, `bert4rec`: train a baseline on the training sequences
+(early stopping on the validation users, dvclive learning curves), recommend for the test
+users and evaluate exactly as the generation strategies are (SPEC §6)."""
+
+import argparse
+import importlib
+import json
+import time
+
+import pandas as pd
+import torch
+from dvclive import Live
+
+from genrec import metrics, params
+from genrec.baselines import NAMES
+from genrec.baselines.common import Data
+from genrec.errors import stage_main
+from genrec.io import atomic_path, write_json, write_parquet
+from genrec.model import resolve_device
+from genrec.sequences import UserSequences
+
+
+@stage_main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name", choices=NAMES)
+    parser.add_argument("--split", default="data/split")
+    parser.add_argument("--recs", help="default: data/recs/<name>.parquet")
+    parser.add_argument("--metrics", default="metrics", help="also holds <name>_train/, the learning curves")
+    args = parser.parse_args()
+    name = args.name
+
+    # Only this baseline's module is imported, and its params checked before any work.
+    baseline = importlib.import_module(f"genrec.baselines.{name}")
+    config = params.section(params.load(), name, baseline.Params)
+    device = resolve_device(config.device, f"{name}.device") if hasattr(config, "device") else torch.device("cpu")
+
+    meta = json.loads(open(f"{args.split}/meta.json").read())
+    train = pd.read_parquet(f"{args.split}/train.parquet")
+    test = pd.read_parquet(f"{args.split}/test.parquet")
+    first = pd.read_parquet(f"{args.split}/validation.parquet").query("position == 0").sort_values("user_id")
+    data = Data(UserSequences.from_frame(train, meta["num_users"]), meta["num_items"],
+                first["user_id"].to_numpy(), first["item_id"].to_numpy())
+    users = test["user_id"].drop_duplicates().sort_values().to_numpy()
+
+    start = time.perf_counter()
+    if baseline.TRAINED:
+        with Live(f"{args.metrics}/{name}_train", dvcyaml=False, save_dvc_exp=False) as live:
+            def log(epoch) -> None:
+                live.step = epoch.epoch  # epochs trained (BPR validates every bpr.eval_every epochs)
+                for key, value in epoch.train.items():
+                    live.log_metric(f"train/{key}", value)
+                live.log_metric("val/ndcg@10", epoch.ndcg)
+                live.log_metric("val/hr@10", epoch.hit_rate)
+                live.log_metric("epoch_seconds", round(epoch.seconds, 3))
+                live.next_step()
+                print(f"epoch {epoch.epoch}: " + "".join(f"{k} {v:.4f}, " for k, v in epoch.train.items())
+                      + f"val NDCG@10 {epoch.ndcg:.4f}, HR@10 {epoch.hit_rate:.4f} ({epoch.seconds:.1f} s)",
+                      flush=True)
+
+            recs, result = baseline.fit_recommend(data, users, config, device, on_epoch=log)
+            # The summary is the best epoch, not the last one: its model made the recommendations.
+            live.summary = {
+                "best_epoch": result.best.epoch,
+                "epochs": result.history[-1].epoch,
+                "train": result.best.train,
+                "val": {"ndcg@10": result.best.ndcg, "hr@10": result.best.hit_rate},
+            }
+            live.make_summary()
+        trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
+    else:
+        recs, _ = baseline.fit_recommend(data, users, config, device)
+        trained = ""
+    seconds = time.perf_counter() - start
+
+    summary, positions = metrics.evaluate(recs, users, test, train["item_id"].nunique())
+    write_parquet(args.recs or f"data/recs/{name}.parquet", metrics.recommendations_frame(users, recs))
+    write_json(f"{args.metrics}/{name}.json", summary)
+    with atomic_path(f"{args.metrics}/positions/{name}.csv") as tmp:
+        positions.to_csv(tmp, index=False, float_format="%.6f")
+    print(f"{name}: {trained}{len(users)} users in {seconds:.1f} s on {device}; "
+          + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
+
+
+if __name__ == "__main__":
+    main()

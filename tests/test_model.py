@@ -1,0 +1,186 @@
+"""genrec.model: params, device choice, save/load, last-position logits and next-item ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genrec import model as gm
+from genrec import params
+from genrec.errors import UserError
+from genrec.model import ModelParams
+from genrec.sequences import UserSequences
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY = ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.1)
+NUM_ITEMS = 40
+
+
+def tiny_model(seed: int = 0, num_items: int = NUM_ITEMS):
+    torch.manual_seed(seed)
+    return gm.build(num_items, TINY).eval()
+
+
+def random_sequences(num_users: int, num_items: int, max_length: int, seed: int = 0) -> UserSequences:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(num_users):
+        length = int(rng.integers(1, max_length + 1))
+        rows += [(user, int(item)) for item in rng.choice(np.arange(1, num_items + 1), length, replace=False)]
+    return UserSequences.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id"]), num_users)
+
+
+# --- ModelParams ---------------------------------------------------------------------------------
+
+def test_defaults_are_the_papers():
+    p = ModelParams()
+    assert (p.n_positions, p.n_embd, p.n_layer, p.n_head, p.dropout) == (128, 64, 2, 1, 0.1)
+    p.validate()
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"n_embd": 10, "n_head": 3}, "model.n_embd"),
+    ({"n_positions": 0}, "model.n_positions"),
+    ({"n_positions": 1}, "model.n_positions"),
+    ({"n_embd": 0}, "model.n_embd"),
+    ({"n_layer": 0}, "model.n_layer"),
+    ({"n_layer": -2}, "model.n_layer"),
+    ({"n_head": 0}, "model.n_head"),
+    ({"dropout": -0.1}, "model.dropout"),
+    ({"dropout": 1.0}, "model.dropout"),
+])
+def test_validation_names_the_param(changes, key):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        ModelParams(**changes).validate()
+    # The same through params.yaml's section reader.
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        params.section({"model": changes}, "model", ModelParams)
+
+
+def test_build_config():
+    model = tiny_model()
+    assert model.config.vocab_size == NUM_ITEMS + 1
+    assert model.config.n_positions == 16 and model.config.n_embd == 16
+    assert model.config.n_layer == 1 and model.config.n_head == 2
+    assert model.config.resid_pdrop == model.config.embd_pdrop == model.config.attn_pdrop == 0.1
+
+
+# --- resolve_device ------------------------------------------------------------------------------
+
+def test_resolve_device_without_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gm.resolve_device("auto", "train.device") == torch.device("cpu")
+    assert gm.resolve_device("cpu", "train.device") == torch.device("cpu")
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(UserError, match=r"train\.device") as info:
+            gm.resolve_device(name, "train.device")
+        assert name in str(info.value)
+    with pytest.raises(UserError, match=r"generation\.device"):
+        gm.resolve_device("cuda", "generation.device")
+
+
+def test_resolve_device_auto_here():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert gm.resolve_device("auto", "train.device").type == expected
+
+
+def test_resolve_device_unknown():
+    with pytest.raises(UserError, match=r"train\.device.*tpu"):
+        gm.resolve_device("tpu", "train.device")
+
+
+# --- save / load ---------------------------------------------------------------------------------
+
+def test_save_load_round_trip(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "model")
+    loaded = gm.load(tmp_path / "model", torch.device("cpu"))
+    assert not loaded.training  # ready for inference: dropout off
+    items = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=items).logits, loaded(input_ids=items).logits)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+
+def test_load_without_a_model(tmp_path):
+    with pytest.raises(UserError, match="no trained model"):
+        gm.load(tmp_path, torch.device("cpu"))
+
+
+# --- last_logits / rank_next_items ---------------------------------------------------------------
+
+def test_last_logits_matches_full_model_on_right_padding():
+    model = tiny_model()
+    rows = [[5, 7, 2], [1], [9, 8, 7, 6, 5, 4, 3, 2, 1, 10, 11, 12, 13, 14, 15, 16], [40, 39]]
+    items = torch.zeros(len(rows), 16, dtype=torch.long)
+    for i, row in enumerate(rows):
+        items[i, :len(row)] = torch.tensor(row)
+    lengths = torch.tensor([len(r) for r in rows])
+    with torch.no_grad():
+        got = gm.last_logits(model, items, lengths)
+        for i, row in enumerate(rows):
+            expected = model(input_ids=torch.tensor([row])).logits[0, -1]
+            torch.testing.assert_close(got[i], expected, rtol=1e-5, atol=1e-5)
+
+
+def reference_ranking(model, sequences: UserSequences, users, window: int, k: int) -> np.ndarray:
+    """Full model on each user's last ``window`` items, seen items removed, stable descending sort."""
+    out = []
+    for user in users:
+        history = sequences.items[sequences.indptr[user]:sequences.indptr[user + 1]]
+        with torch.no_grad():
+            logits = model(input_ids=torch.from_numpy(history[-window:])[None]).logits[0, -1].numpy()
+        logits = logits.astype(np.float64)
+        logits[0] = -np.inf
+        logits[history] = -np.inf
+        out.append(np.argsort(-logits, kind="stable")[:k])
+    return np.array(out)
+
+
+def test_rank_next_items_matches_full_model():
+    model = tiny_model()
+    sequences = random_sequences(12, NUM_ITEMS, max_length=25)  # some longer than the window of 8
+    users = np.array([11, 0, 3, 5, 7, 2, 9])
+    got = gm.rank_next_items(model, sequences, users, window=8, k=10, batch_size=3)
+    assert got.dtype == torch.int64 and got.shape == (len(users), 10)
+    np.testing.assert_array_equal(got.numpy(), reference_ranking(model, sequences, users, 8, 10))
+
+
+def test_rank_next_items_never_seen_nor_padding():
+    model = tiny_model(1)
+    sequences = random_sequences(10, NUM_ITEMS, max_length=30, seed=1)
+    users = np.arange(10)
+    # k = all unseen items for the longest history: everything ranked must still be unseen.
+    got = gm.rank_next_items(model, sequences, users, window=16, k=NUM_ITEMS - 30).numpy()
+    seen = sequences.seen_mask(users, NUM_ITEMS).numpy()
+    assert not (got == 0).any()
+    assert not seen[np.arange(10)[:, None], got].any()
+    assert all(len(set(row)) == len(row) for row in got)
+
+
+def test_rank_next_items_ties_go_to_the_lower_id():
+    model = tiny_model()
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # tied to the item embeddings: every logit is 0, all tie
+    sequences = UserSequences.from_frame(pd.DataFrame({"user_id": [0, 0, 1], "item_id": [2, 4, 1]}), 2)
+    got = gm.rank_next_items(model, sequences, np.array([0, 1]), window=16, k=5)
+    np.testing.assert_array_equal(got.numpy(), [[1, 3, 5, 6, 7], [2, 3, 4, 5, 6]])
+
+
+def test_top_k_stable():
+    scores = torch.tensor([[0.5, 1.0, 1.0, -1.0, 1.0, 0.5],
+                           [2.0, 2.0, 2.0, 2.0, 2.0, 2.0]])
+    np.testing.assert_array_equal(gm.top_k_stable(scores, 4).numpy(), [[1, 2, 4, 0], [0, 1, 2, 3]])
+    scores = torch.tensor([[-torch.inf, 3.0, -torch.inf, 3.0]])
+    np.testing.assert_array_equal(gm.top_k_stable(scores, 3).numpy(), [[1, 3, 0]])

@@ -1,0 +1,199 @@
+"""genrec.strategies: the six strategies end to end through recommend(), and GenerationParams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genrec import model as gm
+from genrec import engine, params, reference
+from genrec.errors import UserError
+from genrec.sequences import UserSequences
+from genrec.strategies import PARAMS_OF, STRATEGIES, GenerationParams, recommend
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+NUM_ITEMS = 80
+HORIZON = 5
+N_POSITIONS = 16  # the prompt window is 16 - 5 = 11
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    params_ = gm.ModelParams(n_positions=N_POSITIONS, n_embd=16, n_layer=1, n_head=2, dropout=0.1)
+    return gm.build(NUM_ITEMS, params_).eval()
+
+
+def user_sequences(num_users: int = 9) -> UserSequences:
+    """Histories of 1 to 25 distinct items: some shorter, some longer than the window."""
+    rng = np.random.default_rng(0)
+    lengths = [1, 3, 11, 25, 7, 12, 2, 18, 5][:num_users]
+    rows = [(u, int(i)) for u, n in enumerate(lengths)
+            for i in rng.choice(np.arange(1, NUM_ITEMS + 1), n, replace=False)]
+    return UserSequences.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id"]), num_users)
+
+
+MODEL = tiny_model()
+SEQUENCES = user_sequences()
+USERS = np.array([8, 0, 3, 1, 5, 2, 7])  # not in id order
+PARAMS = GenerationParams(horizon=HORIZON, num_beams=2, temperature=0.8, top_k=0, num_sequences=4, seed=1,
+                          batch_size=0, device="cpu")
+
+
+def run(strategy: str, **changes) -> np.ndarray:
+    return recommend(strategy, MODEL, SEQUENCES, USERS, GenerationParams(**{**PARAMS.__dict__, **changes}))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_valid_recommendations(strategy):
+    recs = run(strategy)
+    assert recs.shape == (len(USERS), HORIZON)
+    assert np.issubdtype(recs.dtype, np.integer)
+    assert not (recs == 0).any()
+    seen = SEQUENCES.seen_mask(USERS, NUM_ITEMS).numpy()  # the whole history, not just the window
+    assert not seen[np.arange(len(USERS))[:, None], recs].any()
+    assert all(len(set(row)) == HORIZON for row in recs)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_deterministic(strategy):
+    np.testing.assert_array_equal(run(strategy), run(strategy))
+
+
+@pytest.mark.parametrize("strategy", ["sampling", "rra", "ra"])
+def test_seed_changes_sampled_strategies(strategy):
+    assert not np.array_equal(run(strategy, seed=1), run(strategy, seed=2))
+
+
+@pytest.mark.parametrize("strategy", ["topk", "greedy", "beam"])
+def test_seed_does_not_matter_for_deterministic_strategies(strategy):
+    np.testing.assert_array_equal(run(strategy, seed=1), run(strategy, seed=2))
+
+
+@pytest.mark.parametrize("top_k", [0, 10])
+def test_rra_with_one_sequence_is_sampling(top_k):
+    np.testing.assert_array_equal(run("rra", num_sequences=1, top_k=top_k), run("sampling", top_k=top_k))
+
+
+@pytest.mark.parametrize("strategy, changes", [
+    ("topk", {}), ("greedy", {}), ("beam", {"num_beams": 2}), ("beam", {"num_beams": 3}),
+])
+def test_batch_size_does_not_matter(strategy, changes):
+    expected = run(strategy, batch_size=0, **changes)
+    np.testing.assert_array_equal(run(strategy, batch_size=2, **changes), expected)
+    np.testing.assert_array_equal(run(strategy, batch_size=1, **changes), expected)
+
+
+def test_topk_is_the_best_next_items():
+    recs = run("topk")
+    window = N_POSITIONS - HORIZON
+    for row, user in zip(recs, USERS):
+        history = SEQUENCES.items[SEQUENCES.indptr[user]:SEQUENCES.indptr[user + 1]]
+        with torch.no_grad():
+            logits = MODEL(input_ids=torch.from_numpy(history[-window:])[None]).logits[0, -1].double().numpy()
+        logits[0] = -np.inf
+        logits[history] = -np.inf
+        np.testing.assert_array_equal(row, np.argsort(-logits, kind="stable")[:HORIZON])
+
+
+def test_greedy_first_item_is_topk_first_item():
+    np.testing.assert_array_equal(run("greedy")[:, 0], run("topk")[:, 0])
+
+
+def prompts_and_seen():
+    """recommend()'s inputs built by hand: the last 16 - 5 = 11 items, left-padded, and the whole history."""
+    window = N_POSITIONS - HORIZON
+    prompts = torch.zeros(len(USERS), window, dtype=torch.long)
+    seen = torch.zeros(len(USERS), NUM_ITEMS + 1, dtype=torch.bool)
+    seen[:, 0] = True
+    for row, user in enumerate(USERS):
+        history = torch.from_numpy(SEQUENCES.items[SEQUENCES.indptr[user]:SEQUENCES.indptr[user + 1]])
+        last = history[-window:]
+        prompts[row, window - len(last):] = last
+        seen[row, history] = True
+    return prompts, seen
+
+
+@pytest.mark.parametrize("strategy, num_beams", [("greedy", 1), ("beam", 2), ("beam", 3)])
+def test_recommend_equals_generate(strategy, num_beams):
+    got = run(strategy, num_beams=num_beams)
+    prompts, seen = prompts_and_seen()
+    expected = reference.generate(MODEL, prompts, seen, HORIZON, strategy=strategy, num_beams=num_beams)
+    np.testing.assert_array_equal(got, expected.numpy())
+
+
+@pytest.mark.parametrize("strategy", ["sampling", "rra", "ra"])
+@pytest.mark.parametrize("top_k", [0, 10])
+def test_recommend_sampled_equals_engine(strategy, top_k):
+    """recommend() seeds once, then samples with the engine on the prompts built above."""
+    got = run(strategy, top_k=top_k, seed=3)
+    prompts, seen = prompts_and_seen()
+    decoder = engine.Decoder(MODEL)
+    options = dict(sample=True, temperature=PARAMS.temperature, top_k=top_k)
+    torch.manual_seed(3)
+    if strategy == "sampling":
+        expected = engine.decode(decoder, prompts, seen, HORIZON, **options)[0][:, 0]
+    elif strategy == "rra":
+        items, _ = engine.decode(decoder, prompts, seen, HORIZON, num_sequences=PARAMS.num_sequences, **options)
+        expected = engine.rank_scores(engine.reciprocal_rank_scores(items, NUM_ITEMS + 1), seen, HORIZON)
+    else:
+        _, scores = engine.decode(decoder, prompts, seen, HORIZON, num_sequences=PARAMS.num_sequences,
+                                  relevance=True, **options)
+        expected = engine.rank_scores(scores, seen, HORIZON)
+    np.testing.assert_array_equal(got, expected.numpy())
+
+
+def test_unknown_strategy():
+    with pytest.raises(ValueError, match="unknown strategy"):
+        run("nucleus")
+
+
+# --- GenerationParams ----------------------------------------------------------------------------
+
+def test_defaults_are_valid():
+    p = GenerationParams()
+    p.validate()
+    assert p.horizon == 10 and p.top_k == 0
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"temperature": 0.0}, "generation.temperature"),
+    ({"temperature": -0.5}, "generation.temperature"),
+    ({"num_beams": 0}, "generation.num_beams"),
+    ({"num_sequences": 0}, "generation.num_sequences"),
+    ({"top_k": -1}, "generation.top_k"),
+    ({"batch_size": -1}, "generation.batch_size"),
+    ({"horizon": 0}, "generation.horizon"),
+])
+def test_validation_names_the_param(changes, key):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        GenerationParams(**changes).validate()
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        params.section({"generation": changes}, "generation", GenerationParams, keys=list(changes))
+
+
+def test_check_window():
+    GenerationParams(horizon=10).check_window(11)
+    for n_positions in (10, 5):
+        with pytest.raises(UserError, match=r"generation\.horizon.*model\.n_positions"):
+            GenerationParams(horizon=10).check_window(n_positions)
+
+
+def test_params_of_each_strategy():
+    assert set(PARAMS_OF) == set(STRATEGIES)
+    fields = set(GenerationParams.__dataclass_fields__)
+    for strategy, keys in PARAMS_OF.items():
+        assert set(keys) <= fields, strategy
+        assert {"horizon", "batch_size", "device"} <= set(keys)
+    assert "num_beams" in PARAMS_OF["beam"] and "seed" not in PARAMS_OF["greedy"]
+    assert {"temperature", "top_k", "num_sequences", "seed"} <= set(PARAMS_OF["ra"])

@@ -1,0 +1,267 @@
+"""genrec.training: causal next-item training, validation NDCG@10 and early stopping (SPEC §4)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from genrec import model as gm
+from genrec import params, training
+from genrec.errors import UserError
+from genrec.sequences import UserSequences
+from genrec.training import TrainParams
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+NUM_ITEMS = 30
+TINY = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.0)
+
+
+def tiny_model(seed: int = 0, dropout: float = 0.0):
+    torch.manual_seed(seed)
+    return gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=dropout))
+
+
+def cyclic_data(num_users: int = 60, seed: int = 0):
+    """Every user walks the cycle 1 -> 2 -> ... -> 30 -> 1 from a random start, 8 to 24 steps
+    (so some are longer than the 16-position window); the item after the walk is the
+    validation target, never seen before by that user."""
+    rng = np.random.default_rng(seed)
+    rows, targets = [], []
+    for user in range(num_users):
+        start, length = int(rng.integers(0, NUM_ITEMS)), int(rng.integers(8, 25))
+        walk = (start + np.arange(length + 1)) % NUM_ITEMS + 1
+        rows += [(user, int(item)) for item in walk[:-1]]
+        targets.append(int(walk[-1]))
+    sequences = UserSequences.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id"]), num_users)
+    return sequences, np.arange(num_users), np.array(targets)
+
+
+SEQUENCES, USERS, TARGETS = cyclic_data()
+CPU = torch.device("cpu")
+
+
+# --- params --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, key", [
+    ({"lr": 0.0}, "train.lr"),
+    ({"lr": -1e-3}, "train.lr"),
+    ({"batch_size": 0}, "train.batch_size"),
+    ({"max_epochs": 0}, "train.max_epochs"),
+    ({"patience": 0}, "train.patience"),
+])
+def test_validation_names_the_param(changes, key):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        TrainParams(**changes).validate()
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        params.section({"train": changes}, "train", TrainParams)
+
+
+def test_defaults_are_the_papers():
+    p = TrainParams()
+    assert (p.lr, p.batch_size, p.max_epochs, p.patience) == (1e-3, 64, 100, 10)
+
+
+# --- training data -------------------------------------------------------------------------------
+
+def test_training_matrix():
+    sequences = UserSequences.from_frame(pd.DataFrame({
+        "user_id": [0, 0, 0, 1, 2, 2, 2, 2, 2],
+        "item_id": [5, 6, 7, 9, 1, 2, 3, 4, 5],
+    }), 3)
+    matrix = training.training_matrix(sequences, n_positions=3)  # user 1 (one item) has nothing to learn
+    np.testing.assert_array_equal(matrix.numpy(), [[5, 6, 7, 0], [2, 3, 4, 5]])
+
+
+# --- learning ------------------------------------------------------------------------------------
+
+def test_training_lowers_the_loss():
+    model = tiny_model()
+    result = training.train(model, SEQUENCES, USERS[:20], TARGETS[:20],
+                            TrainParams(lr=1e-2, batch_size=16, max_epochs=6, patience=6, seed=0), CPU)
+    losses = [epoch.loss for epoch in result.history]
+    assert len(losses) == 6
+    assert losses[0] > 3.0  # about ln(31) at the start
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert losses[-1] < min(losses[:-1]) + 1e-9 or losses[-1] < 1.0
+    assert [e.epoch for e in result.history] == [1, 2, 3, 4, 5, 6]
+    assert result.best.ndcg == max(e.ndcg for e in result.history)
+    assert result.best.ndcg > 0.3  # the cycle is easy: the next item is learnt
+
+
+def test_epoch_loss_is_the_mean_next_item_cross_entropy():
+    """With a negligible learning rate the first epoch's loss is the untrained model's mean
+    cross-entropy over every next-item label of the last 17 items (padding never counts)."""
+    model = tiny_model(5)
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for user in range(SEQUENCES.num_users):
+            history = torch.from_numpy(SEQUENCES.items[SEQUENCES.indptr[user]:SEQUENCES.indptr[user + 1]])
+            window = history[-(16 + 1):]  # n_positions + 1 items: 16 inputs, 16 labels
+            logits = model(input_ids=window[None, :-1]).logits[0]
+            total += float(torch.nn.functional.cross_entropy(logits.double(), window[1:], reduction="sum"))
+            tokens += len(window) - 1
+    result = training.train(model, SEQUENCES, USERS, TARGETS,
+                            TrainParams(lr=1e-12, batch_size=7, max_epochs=1, patience=1, seed=0), CPU)
+    assert result.history[0].loss == pytest.approx(total / tokens, rel=1e-5)
+
+
+def hand_ndcg(model, sequences: UserSequences, users, targets, window: int, k: int = 10):
+    """Validation NDCG@k and HR@k computed independently from the full model's logits."""
+    model.eval()
+    ndcgs, hits = [], []
+    for user, target in zip(users, targets):
+        history = sequences.items[sequences.indptr[user]:sequences.indptr[user + 1]]
+        with torch.no_grad():
+            logits = model(input_ids=torch.from_numpy(history[-window:])[None]).logits[0, -1].double()
+        logits[0] = -torch.inf
+        logits[torch.from_numpy(history)] = -torch.inf
+        if torch.isinf(logits[target]):
+            ndcgs.append(0.0)
+            hits.append(0.0)
+            continue
+        # 1-based rank; ties to the lower id.
+        better = (logits > logits[target]).sum() + (logits[:target] == logits[target]).sum()
+        rank = int(better) + 1
+        ndcgs.append(1.0 / np.log2(rank + 1) if rank <= k else 0.0)
+        hits.append(1.0 if rank <= k else 0.0)
+    return float(np.mean(ndcgs)), float(np.mean(hits))
+
+
+def test_validate_matches_hand_computation():
+    model = tiny_model(3)
+    training.train(model, SEQUENCES, USERS, TARGETS,
+                   TrainParams(lr=3e-3, batch_size=16, max_epochs=1, patience=1, seed=0), CPU)
+    targets = TARGETS.copy()
+    targets[5] = SEQUENCES.items[SEQUENCES.indptr[5]]  # a seen target can never be hit
+    ndcg, hit_rate = training.validate(model, SEQUENCES, USERS, targets, window=16)
+    expected_ndcg, expected_hr = hand_ndcg(model, SEQUENCES, USERS, targets, window=16)
+    assert 0 < expected_ndcg < 1 and 0 < expected_hr < 1  # a mixed case, neither trivial extreme
+    assert ndcg == pytest.approx(expected_ndcg, abs=1e-9)
+    assert hit_rate == pytest.approx(expected_hr, abs=1e-9)
+
+
+def test_validate_on_a_random_model_and_shorter_window():
+    model = tiny_model(4)
+    users = USERS[::3]
+    ndcg, hit_rate = training.validate(model, SEQUENCES, users, TARGETS[users], window=6)
+    expected = hand_ndcg(model, SEQUENCES, users, TARGETS[users], window=6)
+    assert (ndcg, hit_rate) == pytest.approx(expected, abs=1e-9)
+
+
+# --- early stopping ------------------------------------------------------------------------------
+
+def scripted_validation(monkeypatch, ndcgs):
+    calls = iter(ndcgs)
+    monkeypatch.setattr(training, "validate", lambda *args, **kwargs: (next(calls), 0.5))
+
+
+def snapshot_each_epoch(model):
+    states = {}
+
+    def on_epoch(result):
+        states[result.epoch] = {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+    return states, on_epoch
+
+
+def test_early_stopping_after_patience(monkeypatch):
+    scripted_validation(monkeypatch, [0.1, 0.3, 0.2, 0.2, 0.3, 0.9, 0.9, 0.9])  # 0.3 again is no better
+    model = tiny_model()
+    states, on_epoch = snapshot_each_epoch(model)
+    result = training.train(model, SEQUENCES, USERS, TARGETS,
+                            TrainParams(lr=1e-2, batch_size=16, max_epochs=8, patience=3, seed=0), CPU,
+                            on_epoch=on_epoch)
+    assert [e.epoch for e in result.history] == [1, 2, 3, 4, 5]  # stops exactly 3 epochs after epoch 2
+    assert [e.ndcg for e in result.history] == [0.1, 0.3, 0.2, 0.2, 0.3]
+    assert result.best.epoch == 2 and result.best.ndcg == 0.3
+    assert result.best is result.history[1]
+    assert sorted(states) == [1, 2, 3, 4, 5]
+    assert result.best_state.keys() == states[2].keys()
+    for name, tensor in result.best_state.items():
+        assert torch.equal(tensor, states[2][name]), name
+    # The weights moved after the best epoch, and the returned state is a copy, not the live model's.
+    assert any(not torch.equal(result.best_state[n], t) for n, t in model.state_dict().items())
+    model.load_state_dict(result.best_state)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, states[2][name]), name
+
+
+def test_early_stopping_patience_one_and_flat(monkeypatch):
+    scripted_validation(monkeypatch, [0.0] * 10)
+    result = training.train(tiny_model(), SEQUENCES, USERS, TARGETS,
+                            TrainParams(lr=1e-2, batch_size=32, max_epochs=10, patience=1, seed=0), CPU)
+    assert len(result.history) == 2 and result.best.epoch == 1
+
+
+def test_max_epochs_bounds_training(monkeypatch):
+    scripted_validation(monkeypatch, [0.1, 0.2, 0.3, 0.4])  # always improving
+    events = []
+    result = training.train(tiny_model(), SEQUENCES, USERS, TARGETS,
+                            TrainParams(lr=1e-2, batch_size=32, max_epochs=4, patience=2, seed=0), CPU,
+                            on_epoch=events.append)
+    assert len(result.history) == 4 and result.best.epoch == 4
+    assert events == result.history
+
+
+def test_same_seed_same_history():
+    def run(seed):
+        model = tiny_model(7, dropout=0.1)  # dropout draws random numbers too
+        result = training.train(model, SEQUENCES, USERS, TARGETS,
+                                TrainParams(lr=1e-2, batch_size=16, max_epochs=2, patience=2, seed=seed), CPU)
+        return [(e.loss, e.ndcg, e.hit_rate) for e in result.history], result.best_state
+
+    first, state = run(0)
+    second, state2 = run(0)
+    assert first == second
+    assert all(torch.equal(state[n], state2[n]) for n in state)
+    other, _ = run(1)
+    assert other != first  # the seed drives the shuffling and the dropout
+
+
+# --- the train stage -----------------------------------------------------------------------------
+
+def write_split(folder: Path) -> None:
+    split = folder / "data" / "split"
+    split.mkdir(parents=True)
+    users = np.repeat(np.arange(SEQUENCES.num_users), SEQUENCES.lengths(np.arange(SEQUENCES.num_users)))
+    pd.DataFrame({"user_id": users, "item_id": SEQUENCES.items, "timestamp": np.arange(len(users))}
+                 ).to_parquet(split / "train.parquet")
+    pd.DataFrame({"user_id": USERS, "item_id": TARGETS, "position": 0}).to_parquet(split / "validation.parquet")
+    (split / "meta.json").write_text(json.dumps({"num_users": SEQUENCES.num_users, "num_items": NUM_ITEMS}))
+    (folder / "params.yaml").write_text(yaml.safe_dump({
+        "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1},
+        "train": {"lr": 0.01, "batch_size": 16, "max_epochs": 1, "patience": 1, "seed": 42, "device": "cpu"},
+    }))
+
+
+def test_train_stage_is_reproducible(tmp_path):
+    weights = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        write_split(folder)
+        result = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "stages" / "train.py")],
+                                cwd=folder, capture_output=True, text=True, timeout=120,
+                                env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr
+        weights.append(load_file(folder / "data" / "model" / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
