@@ -86,22 +86,28 @@ def bench_catalogue(num_items: int, users: int, reference_users: int, device, pr
                                      model.config.n_layer, device)
         decoder = engine.Decoder(model)
 
+        outputs: dict[str, list[torch.Tensor]] = {"engine": [], "reference": []}
+
         def run_engine() -> None:
-            for prompts, seen in batches(sequences, batch_size, window, num_items, device):
-                generate_batch(strategy, decoder, prompts, seen, params).cpu()
+            outputs["engine"] = [generate_batch(strategy, decoder, prompts, seen, params).cpu()
+                                 for prompts, seen in batches(sequences, batch_size, window, num_items, device)]
 
         subset = UserSequences(sequences.indptr[: reference_users + 1], sequences.items)
 
         def run_reference() -> None:
-            for prompts, seen in batches(subset, 16, window, num_items, device):
+            outputs["reference"] = [
                 reference.generate(model, prompts, seen, HORIZON, strategy=strategy, num_beams=params.num_beams,
                                    num_sequences=params.num_sequences, temperature=params.temperature,
                                    top_k=params.top_k).cpu()
+                for prompts, seen in batches(subset, 16, window, num_items, device)]
 
         run_engine()  # warm-up (allocator, kernels)
         engine_s, engine_mb = timed(run_engine, device)
         reference_s, reference_mb = timed(run_reference, device)
-        rows.append({
+        same = None
+        if strategy in ("greedy", "beam"):  # deterministic: the two paths must agree item for item
+            same = torch.equal(torch.cat(outputs["engine"])[:reference_users], torch.cat(outputs["reference"]))
+        rows.append({"same": same,
             "catalogue": num_items, "strategy": strategy + (f" ({extra and list(extra.values())[0]})" if extra else ""),
             "reference_ups": reference_users / reference_s, "engine_ups": users / engine_s,
             "reference_mb": reference_mb, "engine_mb": engine_mb, "batch": batch_size,
@@ -128,11 +134,12 @@ def main() -> None:
     rows = []
     for num_items in (1349, 3416):  # ml-100k's and ML-1M's catalogues
         rows += bench_catalogue(num_items, args.users, args.reference_users, device, args.profile)
-    print(f"\n| items | strategy | generate() users/s | engine users/s | speed-up | generate() peak MB | engine peak MB | engine batch |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(f"\n| items | strategy | generate() users/s | engine users/s | speed-up | generate() peak MB | engine peak MB | engine batch | same items |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['catalogue']} | {r['strategy']} | {r['reference_ups']:.1f} | {r['engine_ups']:.1f} | "
-              f"{r['engine_ups'] / r['reference_ups']:.1f}x | {r['reference_mb']:.0f} | {r['engine_mb']:.0f} | {r['batch']} |")
+              f"{r['engine_ups'] / r['reference_ups']:.1f}x | {r['reference_mb']:.0f} | {r['engine_mb']:.0f} | {r['batch']} | "
+              f"{ {None: 'n/a (sampled)', True: 'yes', False: 'NO'}[r['same']] } |")
 
 
 if __name__ == "__main__":

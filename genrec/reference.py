@@ -33,7 +33,7 @@ def generate(model, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, *, 
     """(B, horizon) recommendations for left-padded ``prompts`` (B, L) via ``generate()``."""
     B, L = prompts.shape
     sample = strategy in ("sampling", "rra", "ra")
-    copies = num_beams if strategy == "beam" else (num_sequences if sample else 1)
+    copies = {"beam": num_beams, "rra": num_sequences, "ra": num_sequences}.get(strategy, 1)
     processors = [ForbidSeenAndRepeated(seen, L, copies)]
     if sample:  # filter, temperature, top-k: the engine's order
         processors.append(TemperatureLogitsWarper(temperature))

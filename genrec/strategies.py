@@ -100,13 +100,14 @@ def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
 
 
 def generate_batch(strategy: str, decoder: engine.Decoder, prompts: torch.Tensor, seen: torch.Tensor,
-                   params: GenerationParams) -> torch.Tensor:
+                   params: GenerationParams, exact: bool = False) -> torch.Tensor:
+    """(B, horizon) recommendations for one batch; ``exact`` samples with generate()'s draws."""
     K = params.horizon
     if strategy == "greedy":
         return engine.decode(decoder, prompts, seen, K)[0][:, 0]
     if strategy == "beam":
         return engine.beam_search(decoder, prompts, seen, K, params.num_beams)
-    sampled = dict(sample=True, temperature=params.temperature, top_k=params.top_k)
+    sampled = dict(sample=True, temperature=params.temperature, top_k=params.top_k, exact=exact)
     if strategy == "sampling":
         return engine.decode(decoder, prompts, seen, K, **sampled)[0][:, 0]
     if strategy == "rra":

@@ -285,3 +285,11 @@ def test_sampled_sequences_never_repeat_nor_recommend_seen(top_k):
 def test_positions_leave_room_for_the_horizon():
     assert WINDOW + HORIZON <= MODEL.config.n_positions
     assert math.isfinite(float(DECODER.prefill(PROMPTS)[0].sum()))
+
+
+def test_reference_sampling_draws_one_sequence_whatever_num_sequences():
+    torch.manual_seed(5)
+    one = reference.generate(MODEL, PROMPTS, SEEN, HORIZON, strategy="sampling", num_sequences=1, temperature=0.7)
+    torch.manual_seed(5)
+    many = reference.generate(MODEL, PROMPTS, SEEN, HORIZON, strategy="sampling", num_sequences=7, temperature=0.7)
+    assert torch.equal(one, many)

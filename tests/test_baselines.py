@@ -1,0 +1,383 @@
+"""genrec.baselines and stages/baseline.py: popularity, BPR-MF, SASRec and BERT4Rec (issue 6)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from genrec import params
+from genrec.baselines import NAMES, bert4rec, bpr, common, popularity, sasrec
+from genrec.baselines.common import Data
+from genrec.errors import UserError
+from genrec.sequences import UserSequences
+
+REPO = Path(__file__).resolve().parents[1]
+MODULES = {"popularity": popularity, "bpr": bpr, "sasrec": sasrec, "bert4rec": bert4rec}
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+NUM_ITEMS = 30
+
+
+def cyclic_data(num_users: int = 60, seed: int = 0) -> Data:
+    """Every user walks the cycle 1 -> 2 -> ... -> 30 -> 1 from a random start, 8 to 24 steps
+    (some longer than a 16-item window); the next item of the walk is the validation target."""
+    rng = np.random.default_rng(seed)
+    rows, targets = [], []
+    for user in range(num_users):
+        start, length = int(rng.integers(0, NUM_ITEMS)), int(rng.integers(8, 25))
+        walk = (start + np.arange(length + 1)) % NUM_ITEMS + 1
+        rows += [(user, int(item)) for item in walk[:-1]]
+        targets.append(int(walk[-1]))
+    sequences = UserSequences.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id"]), num_users)
+    return Data(sequences, NUM_ITEMS, np.arange(num_users // 2), np.array(targets[:num_users // 2]))
+
+
+DATA = cyclic_data()
+TEST_USERS = np.arange(30, 60)
+TINY = {
+    "popularity": popularity.Params(k=5),
+    "bpr": bpr.Params(k=5, factors=8, lr=0.05, max_epochs=1, eval_every=1, patience=1, seed=0),
+    "sasrec": sasrec.Params(k=5, max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
+                            max_epochs=1, patience=1, seed=0, device="cpu"),
+    "bert4rec": bert4rec.Params(k=5, max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
+                                max_epochs=1, patience=1, seed=0, device="cpu"),
+}
+
+
+def seen(data: Data, user: int) -> set[int]:
+    return set(data.sequences.items[data.sequences.indptr[user]:data.sequences.indptr[user + 1]].tolist())
+
+
+def assert_valid(recs: np.ndarray, data: Data, users: np.ndarray, k: int) -> None:
+    assert recs.shape == (len(users), k)
+    assert recs.dtype == np.int64
+    assert ((recs >= 1) & (recs <= data.num_items)).all()  # never padding 0 (nor BERT4Rec's mask token)
+    for row, user in zip(recs, users):
+        assert len(set(row.tolist())) == k, row
+        assert not set(row.tolist()) & seen(data, user), (user, row)
+
+
+# --- every baseline ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_epoch_gives_valid_recommendations(name):
+    epochs = []
+    recs, result = MODULES[name].fit_recommend(DATA, TEST_USERS, TINY[name], CPU, on_epoch=epochs.append)
+    assert_valid(recs, DATA, TEST_USERS, k=5)
+    if MODULES[name].TRAINED:
+        assert [e.epoch for e in result.history] == [1] and epochs == result.history
+        assert 0.0 <= result.best.ndcg <= result.best.hit_rate <= 1.0
+        assert set(result.best.train) == ({"auc"} if name == "bpr" else {"loss"})
+    else:
+        assert result is None
+
+
+@pytest.mark.parametrize("name", ["bpr", "sasrec", "bert4rec"])
+def test_same_seed_same_recommendations(name):
+    first, result = MODULES[name].fit_recommend(DATA, TEST_USERS, TINY[name], CPU)
+    second, again = MODULES[name].fit_recommend(DATA, TEST_USERS, TINY[name], CPU)
+    np.testing.assert_array_equal(first, second)
+    assert result.best.train == again.best.train
+
+
+def test_defaults_match_the_issue():
+    assert (sasrec.Params().max_len, sasrec.Params().hidden, sasrec.Params().layers, sasrec.Params().heads) \
+        == (128, 64, 2, 1)
+    assert (bert4rec.Params().layers, bert4rec.Params().heads, bert4rec.Params().mask_prob) == (2, 2, 0.2)
+    assert (bpr.Params().factors, bpr.Params().lr, bpr.Params().regularization, bpr.Params().max_epochs) \
+        == (64, 0.01, 0.01, 200)
+    for module in MODULES.values():
+        module.Params().validate()
+        assert module.Params().k == 10
+
+
+# --- popularity ----------------------------------------------------------------------------------
+
+def test_popularity_by_hand():
+    frame = pd.DataFrame({"user_id": [0, 0, 1, 1, 2, 2, 2, 3],
+                          "item_id": [1, 2, 2, 3, 2, 3, 4, 5]})
+    data = Data(UserSequences.from_frame(frame, 4), 6, np.array([], dtype=np.int64), np.array([], dtype=np.int64))
+    # Interactions: item 2 x3, item 3 x2, items 1, 4, 5 x1, item 6 never; equal counts go to the lower id.
+    recs, _ = popularity.fit_recommend(data, np.array([0, 1, 2, 3]), popularity.Params(k=3))
+    np.testing.assert_array_equal(recs, [[3, 4, 5],   # seen 1, 2
+                                         [1, 4, 5],   # seen 2, 3
+                                         [1, 5, 6],   # seen 2, 3, 4
+                                         [2, 3, 1]])  # seen 5
+
+
+def test_popularity_counts_interactions_not_users():
+    frame = pd.DataFrame({"user_id": [0, 0, 0, 1, 2], "item_id": [4, 4, 4, 3, 3]})
+    data = Data(UserSequences.from_frame(frame, 4), 4, np.array([], dtype=np.int64), np.array([], dtype=np.int64))
+    recs, _ = popularity.fit_recommend(data, np.array([3]), popularity.Params(k=2))
+    np.testing.assert_array_equal(recs, [[4, 3]])  # 3 interactions of item 4 beat 2 users of item 3
+
+
+# --- BPR -----------------------------------------------------------------------------------------
+
+def test_bpr_matrix():
+    frame = pd.DataFrame({"user_id": [0, 0, 0, 2], "item_id": [3, 1, 3, 2]})
+    data = Data(UserSequences.from_frame(frame, 3), 4, np.array([0]), np.array([2]))
+    matrix = bpr.user_items(data)
+    assert matrix.shape == (3, 5) and matrix.has_sorted_indices
+    np.testing.assert_array_equal(matrix.toarray(), [[0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 1, 0, 0]])
+
+
+def test_bpr_learns_and_resumes():
+    """Chunks of implicit's fit continue one SGD run: the training AUC climbs from chance."""
+    _, result = bpr.fit(DATA, bpr.Params(factors=16, lr=0.05, max_epochs=30, eval_every=10, patience=30, seed=0))
+    aucs = [e.train["auc"] for e in result.history]
+    assert [e.epoch for e in result.history] == [10, 20, 30]
+    assert aucs[0] < aucs[-1] and aucs[-1] > 0.8, aucs
+
+
+# --- SASRec --------------------------------------------------------------------------------------
+
+def tiny_sasrec(seed: int = 0) -> sasrec.SASRec:
+    torch.manual_seed(seed)
+    return sasrec.SASRec(NUM_ITEMS, TINY["sasrec"]).eval()
+
+
+def test_sasrec_is_causal():
+    model = tiny_sasrec()
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    changed = items.clone()
+    changed[:, -1] = 9  # only the last item differs
+    with torch.no_grad():
+        a, b = model(items), model(changed)
+    torch.testing.assert_close(a[:, :-1], b[:, :-1])
+    assert not torch.allclose(a[:, -1], b[:, -1])
+
+
+def test_sasrec_ignores_left_padding():
+    """More padding columns change nothing: padding is never attended to, and positions count
+    back from the last column."""
+    model = tiny_sasrec()
+    items = torch.tensor([[3, 4, 5]])
+    padded = torch.tensor([[0, 0, 0, 0, 3, 4, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(items)[:, -3:], model(padded)[:, -3:])
+        assert not torch.isnan(model(padded)).any()
+
+
+def test_sasrec_learns_the_cycle():
+    params = sasrec.Params(max_len=16, hidden=32, layers=1, heads=1, dropout=0.0, lr=1e-2, batch_size=16,
+                           max_epochs=15, patience=15, seed=0, device="cpu")
+    _, result = sasrec.fit(DATA, params, CPU)
+    losses = [e.train["loss"] for e in result.history]
+    assert losses[-1] < 0.3 * losses[0], losses  # about ln(30) = 3.4 at the start
+    assert result.best.ndcg > 0.5, [e.ndcg for e in result.history]
+
+
+# --- BERT4Rec ------------------------------------------------------------------------------------
+
+def test_mask_items():
+    batch = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9, 10]] * 200)
+    inputs, masked = bert4rec.mask_items(batch, 0.3, 31, torch.Generator().manual_seed(0))
+    assert not masked[:, :2].any()  # padding is never masked
+    assert 0.25 < masked[:, 2:].float().mean() < 0.35
+    assert (inputs[masked] == 31).all()
+    assert torch.equal(inputs[~masked], batch[~masked])
+
+
+def test_bert4rec_scores_the_appended_mask():
+    """The score at the mask appended to the last max_len - 1 items: checked against a forward
+    pass built by hand; the mask token's own score is left out."""
+    torch.manual_seed(0)
+    model = bert4rec.build(NUM_ITEMS, TINY["bert4rec"]).eval()
+    user = int(np.argmax(DATA.sequences.lengths(np.arange(60))))  # longer than the window
+    history = DATA.sequences.items[DATA.sequences.indptr[user]:DATA.sequences.indptr[user + 1]]
+    items = torch.tensor([list(history[-15:]) + [NUM_ITEMS + 1]])
+    with torch.no_grad():
+        expected = model(input_ids=items, position_ids=torch.arange(16)[None]).logits[0, -1, :NUM_ITEMS + 1]
+        scores = bert4rec.scorer(model, DATA, CPU)(np.array([user]))
+    assert scores.shape == (1, NUM_ITEMS + 1)
+    torch.testing.assert_close(scores[0], expected)
+
+
+def test_bert4rec_learns():
+    """The masked neighbours of a cycle give the item away; BERT4Rec is slow to start (a plateau
+    near ln(30) for the first 20 or so epochs here), as on real data."""
+    params = bert4rec.Params(max_len=16, hidden=32, layers=1, heads=2, dropout=0.0, mask_prob=0.3, lr=3e-3,
+                             batch_size=16, max_epochs=30, patience=30, seed=0, device="cpu")
+    _, result = bert4rec.fit(DATA, params, CPU)
+    losses = [e.train["loss"] for e in result.history]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert result.best.ndcg > 0.7, [e.ndcg for e in result.history]
+
+
+# --- early stopping ------------------------------------------------------------------------------
+
+def scripted_validation(monkeypatch, ndcgs):
+    calls = iter(ndcgs)
+    monkeypatch.setattr(common, "validate", lambda *args, **kwargs: (next(calls), 0.5))
+
+
+def test_early_stopping_after_patience(monkeypatch):
+    scripted_validation(monkeypatch, [0.1, 0.3, 0.2, 0.2, 0.3, 0.9, 0.9])  # 0.3 again is no better
+    trained, snapshots = [], []
+
+    def train_epoch():
+        trained.append(len(trained) + 1)
+        return {"loss": 1.0}
+
+    def snapshot():  # stands for a copy of the weights: the number of epochs trained
+        snapshots.append(len(trained))
+        return len(trained)
+
+    result = common.early_stopping(train_epoch, None, snapshot, DATA, max_epochs=10, patience=3)
+    assert [e.epoch for e in result.history] == [1, 2, 3, 4, 5]  # stops 3 epochs after epoch 2
+    assert result.best.epoch == 2 and result.best.ndcg == 0.3 and result.best_state == 2
+    assert snapshots == [1, 2]  # a copy only when the validation improved
+
+
+def test_early_stopping_in_steps(monkeypatch):
+    scripted_validation(monkeypatch, [0.1, 0.2, 0.1, 0.1, 0.1, 0.9])
+    result = common.early_stopping(lambda: {}, None, lambda: None, DATA, max_epochs=20, patience=6, step=2)
+    assert [e.epoch for e in result.history] == [2, 4, 6, 8, 10]  # 6 epochs after epoch 4
+    assert result.best.epoch == 4
+
+
+def test_sasrec_keeps_the_best_epoch(monkeypatch):
+    scripted_validation(monkeypatch, [0.1, 0.3, 0.2, 0.2, 0.9])
+    weights = []  # after each epoch
+    original = sasrec.train_epoch
+
+    def train_epoch(model, *args):
+        stats = original(model, *args)
+        weights.append(common.state_copy(model))
+        return stats
+
+    monkeypatch.setattr(sasrec, "train_epoch", train_epoch)
+    model, result = sasrec.fit(DATA, dataclasses.replace(TINY["sasrec"], max_epochs=10, patience=2), CPU)
+    assert [e.epoch for e in result.history] == [1, 2, 3, 4] and result.best.epoch == 2
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, weights[1][name]), name  # epoch 2's weights, not epoch 4's
+    assert any(not torch.equal(weights[1][name], tensor) for name, tensor in weights[3].items())
+
+
+def test_bpr_keeps_the_best_epoch(monkeypatch):
+    scripted_validation(monkeypatch, [0.5, 0.1, 0.1])
+    model, result = bpr.fit(DATA, bpr.Params(factors=8, max_epochs=6, eval_every=2, patience=4, seed=0))
+    assert [e.epoch for e in result.history] == [2, 4, 6] and result.best.epoch == 2
+    np.testing.assert_array_equal(model.item_factors, result.best_state[1])
+    np.testing.assert_array_equal(model.user_factors, result.best_state[0])
+
+
+# --- params --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, changes, key", [
+    ("popularity", {"k": 0}, "popularity.k"),
+    ("bpr", {"factors": 0}, "bpr.factors"),
+    ("bpr", {"lr": 0.0}, "bpr.lr"),
+    ("bpr", {"regularization": -0.1}, "bpr.regularization"),
+    ("bpr", {"eval_every": 3}, "bpr.max_epochs"),  # 200 is not a multiple of 3
+    ("bpr", {"patience": 0}, "bpr.patience"),
+    ("sasrec", {"hidden": 60, "heads": 8}, "sasrec.hidden"),
+    ("sasrec", {"max_len": 1}, "sasrec.max_len"),
+    ("sasrec", {"dropout": 1.0}, "sasrec.dropout"),
+    ("sasrec", {"batch_size": 0}, "sasrec.batch_size"),
+    ("sasrec", {"k": 0}, "sasrec.k"),
+    ("bert4rec", {"mask_prob": 0.0}, "bert4rec.mask_prob"),
+    ("bert4rec", {"layers": 0}, "bert4rec.layers"),
+    ("bert4rec", {"max_epochs": 0}, "bert4rec.max_epochs"),
+])
+def test_validation_names_the_param(name, changes, key):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        MODULES[name].Params(**changes).validate()
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        params.section({name: changes}, name, MODULES[name].Params)
+
+
+def test_unknown_and_mistyped_keys():
+    with pytest.raises(UserError, match=r"sasrec\.hiden"):
+        params.section({"sasrec": {"hiden": 64}}, "sasrec", sasrec.Params)
+    with pytest.raises(UserError, match=r"bpr\.factors"):
+        params.section({"bpr": {"factors": "64"}}, "bpr", bpr.Params)
+
+
+# --- the stage -----------------------------------------------------------------------------------
+
+def write_split(folder: Path, data: Data) -> None:
+    """A split folder as stages/split.py writes it: the cyclic users, 3 held-out items each."""
+    split = folder / "split"
+    split.mkdir()
+    all_users = np.arange(data.sequences.num_users)
+    users = np.repeat(all_users, data.sequences.lengths(all_users))
+    pd.DataFrame({"user_id": users, "item_id": data.sequences.items, "timestamp": np.arange(len(users))}
+                 ).to_parquet(split / "train.parquet")
+    held_out = []
+    for user in range(data.sequences.num_users):
+        last = data.sequences.items[data.sequences.indptr[user + 1] - 1]
+        held_out += [(user, int((last + p) % NUM_ITEMS + 1), p) for p in range(3)]
+    held_out = pd.DataFrame(held_out, columns=["user_id", "item_id", "position"])
+    held_out[held_out["user_id"] < 30].to_parquet(split / "validation.parquet")
+    held_out[held_out["user_id"] >= 30].to_parquet(split / "test.parquet")
+    (split / "meta.json").write_text(json.dumps({"num_items": NUM_ITEMS, "num_users": data.sequences.num_users}))
+
+
+def run_stage(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(REPO / "stages" / "baseline.py"), *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def stage_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("baseline")
+    write_split(folder, DATA)
+    sections = {name: dataclasses.asdict(TINY[name]) for name in NAMES}
+    sections["bpr"]["max_epochs"] = 2
+    (folder / "params.yaml").write_text(yaml.safe_dump(sections))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["popularity", "sasrec"])
+def test_stage_writes_what_recommend_writes(stage_folder, name):
+    result = run_stage(stage_folder, name, "--split", "split", "--recs", f"recs/{name}.parquet",
+                       "--metrics", "metrics")
+    assert result.returncode == 0, result.stderr
+    recs = pd.read_parquet(stage_folder / "recs" / f"{name}.parquet")
+    assert list(recs.columns) == ["user_id", "item_id", "rank"]
+    assert sorted(recs["user_id"].unique()) == list(range(30, 60))
+    assert list(recs["rank"][:5]) == [1, 2, 3, 4, 5]
+    summary = json.loads((stage_folder / "metrics" / f"{name}.json").read_text())
+    assert summary["users"] == 30 and {"ndcg@5", "recall@5", "map@5", "coverage", "entropy"} <= set(summary)
+    positions = pd.read_csv(stage_folder / "metrics" / "positions" / f"{name}.csv")
+    assert list(positions["position"]) == [1, 2, 3]
+    live = stage_folder / "metrics" / f"{name}_train"
+    if name == "popularity":
+        assert not live.exists()
+    else:
+        summary = json.loads((live / "metrics.json").read_text())
+        assert summary["best_epoch"] == 1 and summary["epochs"] == 1 and "ndcg@10" in summary["val"]
+        assert (live / "plots" / "metrics" / "val" / "ndcg@10.tsv").exists()
+        assert (live / "plots" / "metrics" / "train" / "loss.tsv").exists()
+        assert not (stage_folder / "dvc.yaml").exists()
+
+
+def test_stage_reports_bad_params(stage_folder, tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"bert4rec": {"mask_prob": 2.0}}))
+    result = run_stage(tmp_path, "bert4rec", "--split", str(stage_folder / "split"), "--metrics", "metrics")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "bert4rec.mask_prob" in result.stderr
+    assert not (tmp_path / "metrics").exists()
