@@ -100,6 +100,12 @@ def bench(label: str, sequences, val_users, val_targets, num_items: int, epochs:
     n_train = len(training_matrix(sequences, ModelParams().n_positions))
     rows = []
 
+    # Warm-up, untimed: the first epoch on a device pays one-off costs (kernels, allocator).
+    warm = TrainParams(max_epochs=1, patience=2, device=str(device))
+    train(build(num_items, ModelParams()), sequences, val_users, val_targets, warm, device)
+    naive_epoch(build(num_items, ModelParams()).to(device), sequences, val_users, val_targets, warm, device,
+                torch.Generator().manual_seed(0))
+
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

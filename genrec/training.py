@@ -79,23 +79,24 @@ def train(model, sequences: UserSequences, val_users: np.ndarray, val_targets: n
     for epoch in range(1, params.max_epochs + 1):
         start = time.perf_counter()
         model.train()
-        total_loss, total_tokens = 0.0, 0
+        total_loss, total_tokens = torch.zeros((), device=device), 0
         for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
             # Drop columns that are padding in every row: most users are shorter than the window.
             width = int((batch != PADDING).sum(dim=1).max())
-            batch = batch[:, :width].to(device)
+            tokens = int((batch[:, 1:width] != PADDING).sum())  # counted on the CPU: no device sync
+            batch = batch[:, :width].to(device, non_blocking=True)
             inputs, labels = batch[:, :-1], batch[:, 1:]
             hidden = model.transformer(input_ids=inputs, attention_mask=(inputs != PADDING).long()).last_hidden_state
             # Project only real positions onto the catalogue: the (tokens, V) logits dominate the cost.
             real = labels != PADDING
             logits = model.lm_head(hidden[real])  # (tokens, V)
             loss = F.cross_entropy(logits, labels[real], reduction="sum")
-            tokens = int(real.sum())
             optimizer.zero_grad(set_to_none=True)
             (loss / tokens).backward()
             optimizer.step()
-            total_loss += loss.detach().item()
+            total_loss += loss.detach()
             total_tokens += tokens
+        total_loss = float(total_loss)
         validation_start = time.perf_counter()
         ndcg, hit_rate = validate(model, sequences, val_users, val_targets, window)
         end = time.perf_counter()
