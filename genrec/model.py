@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from genrec.errors import UserError
 from genrec.params import require
+from genrec.sequences import UserSequences
 
 PADDING = 0  # item id 0 pads sequences and is never recommended
 
@@ -80,15 +82,13 @@ def last_logits(model: GPT2LMHeadModel, items: torch.Tensor, lengths: torch.Tens
 
 
 @torch.no_grad()
-def rank_next_items(model: GPT2LMHeadModel, sequences, users, window: int, k: int,
-                    batch_size: int = 256) -> "torch.Tensor":
+def rank_next_items(model: GPT2LMHeadModel, sequences: UserSequences, users: np.ndarray, window: int, k: int,
+                    batch_size: int = 256) -> torch.Tensor:
     """Top-k next items of each user from the last ``window`` items, seen items removed.
 
     Returns a (len(users), k) int64 CPU tensor ranked by logit; ties go to the lower id
     (``torch.topk`` on CPU and CUDA is not guaranteed stable, so ties are broken explicitly).
     """
-    import numpy as np  # local: keeps the module's import list about the model
-
     model.eval()
     device = next(model.parameters()).device
     num_items = model.config.vocab_size - 1
