@@ -13,12 +13,12 @@ import pandas as pd  # noqa: E402
 
 def table(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
     rows = {name: json.loads((metrics_dir / f"{name}.json").read_text()) for name in names}
-    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("strategy")
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
     return frame.drop(columns=["users"], errors="ignore")
 
 
 def markdown(frame: pd.DataFrame) -> str:
-    header = "| strategy | " + " | ".join(frame.columns) + " |"
+    header = "| method | " + " | ".join(frame.columns) + " |"
     rule = "|---|" + "---:|" * len(frame.columns)
     lines = [header, rule]
     for name, row in frame.iterrows():

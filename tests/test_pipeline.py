@@ -17,6 +17,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ["topk", "greedy", "beam", "sampling", "rra", "ra"]
+BASELINES = ["popularity", "bpr", "sasrec", "bert4rec"]
+STAGES = ["download", "preprocess", "split", "train", *STRATEGIES, *BASELINES, "report"]
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -52,6 +54,11 @@ def repo(tmp_path_factory) -> Path:
     params["model"].update(n_positions=16, n_embd=16, n_layer=1, n_head=2)
     params["train"].update(max_epochs=2, batch_size=16, device="cpu")
     params["generation"].update(horizon=5, num_sequences=3, device="cpu")
+    for name in BASELINES:
+        params[name]["k"] = 5
+    params["bpr"].update(factors=8, max_epochs=4, eval_every=2, patience=2)
+    for name in ("sasrec", "bert4rec"):
+        params[name].update(max_len=16, hidden=16, layers=1, heads=2, max_epochs=2, batch_size=16, device="cpu")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     run(["dvc", "init", "-q"], repo)
@@ -63,11 +70,11 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_runs_every_stage_and_writes_the_outputs(repo: Path) -> None:
     out = run(["dvc", "repro"], repo).stdout
-    for stage in ["download", "preprocess", "split", "train", *STRATEGIES, "report"]:
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in out
     test = pd.read_parquet(repo / "data/split/test.parquet")
     train = pd.read_parquet(repo / "data/split/train.parquet")
-    for strategy in STRATEGIES:
+    for strategy in STRATEGIES + BASELINES:
         recs = pd.read_parquet(repo / f"data/recs/{strategy}.parquet")
         assert list(recs.columns) == ["user_id", "item_id", "rank"]
         assert set(recs["user_id"]) == set(test["user_id"])
@@ -79,7 +86,7 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo: Path) -> None:
         positions = pd.read_csv(repo / f"metrics/positions/{strategy}.csv")
         assert positions["position"].tolist() == [1, 2, 3, 4, 5]
     report = json.loads((repo / "metrics/report.json").read_text())
-    assert list(report) == STRATEGIES
+    assert list(report) == STRATEGIES + BASELINES
     assert (repo / "metrics/positions.png").stat().st_size > 0
     # A second repro finds everything up to date.
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo).stdout
@@ -91,9 +98,14 @@ def test_temperature_experiment_reruns_only_temperature_stages(repo: Path) -> No
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline results"], repo)
     out = run(["dvc", "exp", "run", "-S", "generation.temperature=0.3"], repo).stdout
-    ran = {s for s in ["download", "preprocess", "split", "train", *STRATEGIES, "report"]
-           if f"Running stage '{s}'" in out}
+    ran = {s for s in STAGES if f"Running stage '{s}'" in out}
     assert ran == {"sampling", "rra", "ra", "report"}, out
     assert "Stage 'train' didn't change, skipping" in out
     diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
     assert "metrics/rra.json" in diff or "metrics/ra.json" in diff or "metrics/sampling.json" in diff
+
+
+def test_baseline_experiment_reruns_only_that_baseline(repo: Path) -> None:
+    out = run(["dvc", "exp", "run", "-S", "sasrec.dropout=0.2"], repo).stdout
+    ran = {s for s in STAGES if f"Running stage '{s}'" in out}
+    assert ran == {"sasrec", "report"}, out

@@ -35,7 +35,7 @@ class EpochResult:
     train: dict[str, float]  # training statistics of the epoch ({"loss": ...}); logged as train/<key>
     ndcg: float  # validation NDCG@10 on the first held-out item
     hit_rate: float
-    seconds: float  # training and validation
+    seconds: float  # training since the previous validation, and this validation
 
 
 @dataclass
