@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from genrec.io import atomic_path, write_json, write_parquet
+
 PADDING = 0
 
 
@@ -120,3 +122,16 @@ def recommendations_frame(users: np.ndarray, recs: np.ndarray) -> pd.DataFrame:
         "item_id": recs.reshape(-1),
         "rank": np.tile(np.arange(1, k + 1), len(users)),
     })
+
+
+def write_results(name: str, users: np.ndarray, recs: np.ndarray, test: pd.DataFrame, num_train_items: int,
+                  recs_path: str, metrics_dir: str) -> dict[str, float]:
+    """Evaluate ``recs`` and write the three outputs every recommending stage has:
+    ``recs_path`` (user_id, item_id, rank), ``<metrics_dir>/<name>.json`` and
+    ``<metrics_dir>/positions/<name>.csv``. Returns the summary metrics."""
+    summary, positions = evaluate(recs, users, test, num_train_items)
+    write_parquet(recs_path, recommendations_frame(users, recs))
+    write_json(f"{metrics_dir}/{name}.json", summary)
+    with atomic_path(f"{metrics_dir}/positions/{name}.csv") as tmp:
+        positions.to_csv(tmp, index=False, float_format="%.6f")
+    return summary

@@ -15,7 +15,6 @@ from genrec import metrics, params
 from genrec.baselines import NAMES
 from genrec.baselines.common import Data
 from genrec.errors import stage_main
-from genrec.io import atomic_path, write_json, write_parquet
 from genrec.model import resolve_device
 from genrec.sequences import UserSequences
 
@@ -73,11 +72,8 @@ def main() -> None:
         trained = ""
     seconds = time.perf_counter() - start
 
-    summary, positions = metrics.evaluate(recs, users, test, train["item_id"].nunique())
-    write_parquet(args.recs or f"data/recs/{name}.parquet", metrics.recommendations_frame(users, recs))
-    write_json(f"{args.metrics}/{name}.json", summary)
-    with atomic_path(f"{args.metrics}/positions/{name}.csv") as tmp:
-        positions.to_csv(tmp, index=False, float_format="%.6f")
+    summary = metrics.write_results(name, users, recs, test, train["item_id"].nunique(),
+                                    args.recs or f"data/recs/{name}.parquet", args.metrics)
     print(f"{name}: {trained}{len(users)} users in {seconds:.1f} s on {device}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
 

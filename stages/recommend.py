@@ -9,7 +9,6 @@ import pandas as pd
 
 from genrec import metrics, params
 from genrec.errors import stage_main
-from genrec.io import atomic_path, write_json, write_parquet
 from genrec.model import load, resolve_device
 from genrec.sequences import UserSequences
 from genrec.strategies import PARAMS_OF, STRATEGIES, GenerationParams, recommend
@@ -42,11 +41,8 @@ def main() -> None:
     recs = recommend(strategy, model, sequences, users, config)
     seconds = time.perf_counter() - start
 
-    summary, positions = metrics.evaluate(recs, users, test, train["item_id"].nunique())
-    write_parquet(args.recs or f"data/recs/{strategy}.parquet", metrics.recommendations_frame(users, recs))
-    write_json(f"{args.metrics}/{strategy}.json", summary)
-    with atomic_path(f"{args.metrics}/positions/{strategy}.csv") as tmp:
-        positions.to_csv(tmp, index=False, float_format="%.6f")
+    summary = metrics.write_results(strategy, users, recs, test, train["item_id"].nunique(),
+                                    args.recs or f"data/recs/{strategy}.parquet", args.metrics)
     print(f"{strategy}: {len(users)} users in {seconds:.1f} s on {device}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
 

@@ -26,15 +26,6 @@ MODULES = {"popularity": popularity, "bpr": bpr, "sasrec": sasrec, "bert4rec": b
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 NUM_ITEMS = 30
 
 

@@ -12,15 +12,6 @@ from genrec import engine, reference
 from genrec import model as gm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # More than 50 items: generate()'s default top-k of 50 would otherwise go unnoticed.
 NUM_ITEMS = 120
 V = NUM_ITEMS + 1

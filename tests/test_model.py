@@ -13,15 +13,6 @@ from genrec.errors import UserError
 from genrec.model import ModelParams
 from genrec.sequences import UserSequences
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.1)
 NUM_ITEMS = 40
 

@@ -14,15 +14,6 @@ from genrec.sequences import UserSequences
 from genrec.strategies import PARAMS_OF, STRATEGIES, GenerationParams, recommend
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 NUM_ITEMS = 80
 HORIZON = 5
 N_POSITIONS = 16  # the prompt window is 16 - 5 = 11
