@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only; no display on the machines that run the pip
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from genrec.baselines import NAMES as BASELINES  # noqa: E402
+
 def table(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
     rows = {name: json.loads((metrics_dir / f"{name}.json").read_text()) for name in names}
     frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
@@ -36,7 +38,9 @@ def figure(metrics_dir: Path, names: list[str], path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2))
     for ax, (column, title) in zip(axes, panels):
         for name, curve in curves.items():
-            ax.plot(curve["position"], curve[column], marker="o", markersize=3, label=name)
+            dashed = name in BASELINES  # the comparison models, apart from the generation strategies
+            ax.plot(curve["position"], curve[column], marker="o", markersize=3, label=name,
+                    linestyle="--" if dashed else "-")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("position p in the held-out future")
         ax.set_xticks(range(1, len(next(iter(curves.values()))) + 1))
