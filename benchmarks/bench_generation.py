@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import threading
-import time
 
 import numpy as np
-import psutil
 import torch
 
 from genrec import engine, reference
 from genrec.model import ModelParams, build, resolve_device
 from genrec.sequences import UserSequences
 from genrec.strategies import GenerationParams, auto_batch_size, generate_batch
+from measure import timed
 
 CASES = [("greedy", {}), ("beam", {"num_beams": 3}), ("rra", {"num_sequences": 20}), ("ra", {"num_sequences": 30})]
 HORIZON = 10
@@ -44,34 +42,6 @@ def batches(sequences: UserSequences, batch_size: int, window: int, num_items: i
         batch = users[start:start + batch_size]
         prompts = torch.from_numpy(sequences.last_items(batch, window, side="left")).to(device)
         yield prompts, sequences.seen_mask(batch, num_items, device)
-
-
-def timed(run, device) -> tuple[float, float]:
-    """Seconds and peak memory in MB: CUDA's peak allocation, or on the CPU the peak of the
-    process's resident memory above its level at the start (sampled every 2 ms)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        run()
-        torch.cuda.synchronize()
-        return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**20
-    process = psutil.Process()
-    base = process.memory_info().rss
-    peak, done = [base], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.002):
-            peak[0] = max(peak[0], process.memory_info().rss)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    run()
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    return seconds, (max(peak[0], process.memory_info().rss) - base) / 2**20
 
 
 def bench_catalogue(num_items: int, users: int, reference_users: int, device, profile: bool) -> list[dict]:

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import torch
 import torch.nn.functional as F
 
 from genrec.model import PADDING, ModelParams, build, resolve_device
 from genrec.sequences import UserSequences
 from genrec.training import TrainParams, train, training_matrix
+from measure import timed
 
 
 def generated(users: int, items: int, interactions: int, seed: int = 0) -> tuple[UserSequences, np.ndarray, np.ndarray]:
@@ -89,12 +89,6 @@ def synchronize(device) -> None:
         torch.cuda.synchronize()
 
 
-def peak_memory_mb(device, rss_before: int) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return (psutil.Process().memory_info().rss - rss_before) / 2**20
-
-
 def bench(label: str, sequences, val_users, val_targets, num_items: int, epochs: int, device) -> None:
     params = TrainParams(max_epochs=epochs, patience=epochs + 1, device=str(device))
     n_train = len(training_matrix(sequences, ModelParams().n_positions))
@@ -107,22 +101,21 @@ def bench(label: str, sequences, val_users, val_targets, num_items: int, epochs:
                 torch.Generator().manual_seed(0))
 
     torch.manual_seed(0)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    rss = psutil.Process().memory_info().rss
-    history = train(build(num_items, ModelParams()), sequences, val_users, val_targets, params, device).history
-    val_s = float(np.mean([h.validation_seconds for h in history]))
-    rows.append(("ours", float(np.mean([h.seconds for h in history])) - val_s, val_s, peak_memory_mb(device, rss)))
+    model = build(num_items, ModelParams())
+    out = {}
+    _, peak = timed(lambda: out.setdefault("history", train(model, sequences, val_users, val_targets, params,
+                                                             device).history), device)
+    val_s = float(np.mean([h.validation_seconds for h in out["history"]]))
+    rows.append(("ours", float(np.mean([h.seconds for h in out["history"]])) - val_s, val_s, peak))
 
     torch.manual_seed(0)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    rss = psutil.Process().memory_info().rss
     naive = build(num_items, ModelParams()).to(device)
     generator = torch.Generator().manual_seed(0)
-    times = np.array([naive_epoch(naive, sequences, val_users, val_targets, params, device, generator)
-                      for _ in range(epochs)]).mean(axis=0)
-    rows.append(("naive (paper-style)", times[0], times[1], peak_memory_mb(device, rss)))
+    _, peak = timed(lambda: out.setdefault("naive", [
+        naive_epoch(naive, sequences, val_users, val_targets, params, device, generator) for _ in range(epochs)]),
+        device)
+    times = np.array(out["naive"]).mean(axis=0)
+    rows.append(("naive (paper-style)", times[0], times[1], peak))
 
     print(f"\n{label}: {n_train:,} training sequences, {len(val_users):,} validation users, "
           f"{num_items:,} items, mean of {epochs} epochs on {device}")
