@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
-from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, early_stopping, recommend,
-                                     state_copy, training_users, trim_left)
+from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, fit_neural, recommend,
+                                     training_users, trim_left)
 from genrec.params import require
 
 TRAINED = True
@@ -126,17 +126,11 @@ def scorer(model: BertForMaskedLM, data: Data, device: torch.device) -> Callable
 def fit(data: Data, params: Params, device: torch.device,
         on_epoch: Callable[[EpochResult], None] = lambda result: None) -> tuple[BertForMaskedLM, TrainResult]:
     """Train with early stopping; return the model with the best epoch's weights, and the history."""
-    torch.manual_seed(params.seed)
-    generator = torch.Generator().manual_seed(params.seed)
+    torch.manual_seed(params.seed)  # the initial weights
     model = build(data.num_items, params).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len,
                                                         side="left"))
-    result = early_stopping(lambda: train_epoch(model, matrix, params, optimizer, generator, device),
-                            scorer(model, data, device), lambda: state_copy(model), data,
-                            params.max_epochs, params.patience, on_epoch)
-    model.load_state_dict(result.best_state)
-    return model, result
+    return model, fit_neural(model, matrix, train_epoch, scorer, data, params, device, on_epoch)
 
 
 def fit_recommend(data: Data, users: np.ndarray, params: Params, device: torch.device = torch.device("cpu"),

@@ -129,3 +129,17 @@ def trim_left(batch: torch.Tensor, padding: int = 0) -> torch.Tensor:
     most users are shorter than the window."""
     width = max(int((batch != padding).sum(dim=1).max()), 1)
     return batch[:, batch.shape[1] - width:]
+
+
+def fit_neural(model: torch.nn.Module, matrix: torch.Tensor, train_epoch: Callable, scorer: Callable, data: Data,
+               params: Any, device: torch.device, on_epoch: Callable[[EpochResult], None]) -> TrainResult:
+    """Adam on shuffled rows of ``matrix`` (seeded by ``params.seed``) with early stopping on
+    validation NDCG@10; loads the best epoch's weights into ``model``. Shared by SASRec and BERT4Rec,
+    whose ``train_epoch(model, matrix, params, optimizer, generator, device)`` differ."""
+    generator = torch.Generator().manual_seed(params.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    result = early_stopping(lambda: train_epoch(model, matrix, params, optimizer, generator, device),
+                            scorer(model, data, device), lambda: state_copy(model), data,
+                            params.max_epochs, params.patience, on_epoch)
+    model.load_state_dict(result.best_state)
+    return result

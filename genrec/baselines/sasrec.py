@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, early_stopping, recommend,
-                                     state_copy, training_users, trim_left)
+from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, fit_neural, recommend,
+                                     training_users, trim_left)
 
 TRAINED = True
 PADDING = 0
@@ -153,18 +153,12 @@ def scorer(model: SASRec, data: Data, device: torch.device) -> Callable[[np.ndar
 def fit(data: Data, params: Params, device: torch.device,
         on_epoch: Callable[[EpochResult], None] = lambda result: None) -> tuple[SASRec, TrainResult]:
     """Train with early stopping; return the model with the best epoch's weights, and the history."""
-    torch.manual_seed(params.seed)
-    generator = torch.Generator().manual_seed(params.seed)
+    torch.manual_seed(params.seed)  # the initial weights
     model = SASRec(data.num_items, params).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     # Each user's last max_len + 1 items: inputs are [:, :-1], labels [:, 1:]. Built once.
     matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len + 1,
                                                         side="left"))
-    result = early_stopping(lambda: train_epoch(model, matrix, params, optimizer, generator, device),
-                            scorer(model, data, device), lambda: state_copy(model), data,
-                            params.max_epochs, params.patience, on_epoch)
-    model.load_state_dict(result.best_state)
-    return model, result
+    return model, fit_neural(model, matrix, train_epoch, scorer, data, params, device, on_epoch)
 
 
 def fit_recommend(data: Data, users: np.ndarray, params: Params, device: torch.device = torch.device("cpu"),
