@@ -55,7 +55,7 @@ def generate(model, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, *, 
         eos_token_id=None,
         bos_token_id=None,
     )
-    items = output.sequences[:, L:].view(B, -1 if not sample else copies, horizon)
+    items = output.sequences[:, L:].view(B, -1, horizon)  # (B, sequences per user, horizon)
     if strategy in ("greedy", "beam", "sampling"):
         return items[:, 0]
     if strategy == "rra":

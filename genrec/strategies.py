@@ -70,8 +70,7 @@ def auto_batch_size(strategy: str, params: GenerationParams, num_items: int, win
     s = sequences_per_user(strategy, params)
     per_user = (
         4 * window * n_embd * (6 + 2 * n_layer)  # prefill activations and the prompt cache
-        + 4 * s * (num_items + 1) * 4  # logits, filtered logits, probabilities, scores
-        + s * (num_items + 1)  # the banned-item mask
+        + 4 * s * (num_items + 1) * 4  # logits, scaled logits, probabilities, their CDF
     )
     cap = 4096 if device.type == "cuda" else 512  # beyond this, CPU batches gain nothing
     return int(max(1, min(cap, free // 4 // per_user)))
