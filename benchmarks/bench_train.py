@@ -7,6 +7,8 @@ memory of both loops, and their ratio. Both loops see the same model, batches an
 
     python benchmarks/bench_train.py [--epochs 3] [--device auto]
 
+Model and training settings come from params.yaml (model, train), epochs and patience aside.
+
 The naive loop pads every sequence to the full window and projects every position,
 padding included, onto the catalogue, and validates on full-sequence logits: what a
 direct port of the paper's training loop does.
@@ -15,6 +17,7 @@ direct port of the paper's training loop does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from genrec import params as genrec_params
 from genrec.model import PADDING, ModelParams, build, resolve_device
 from genrec.sequences import UserSequences
 from genrec.training import TrainParams, train, training_matrix
@@ -89,19 +93,20 @@ def synchronize(device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(label: str, sequences, val_users, val_targets, num_items: int, epochs: int, device) -> None:
-    params = TrainParams(max_epochs=epochs, patience=epochs + 1, device=str(device))
-    n_train = len(training_matrix(sequences, ModelParams().n_positions))
+def bench(label: str, sequences, val_users, val_targets, num_items: int, epochs: int, device,
+          model_params: ModelParams, train_params: TrainParams) -> None:
+    params = dataclasses.replace(train_params, max_epochs=epochs, patience=epochs + 1, device=str(device))
+    n_train = len(training_matrix(sequences, model_params.n_positions))
     rows = []
 
     # Warm-up, untimed: the first epoch on a device pays one-off costs (kernels, allocator).
-    warm = TrainParams(max_epochs=1, patience=2, device=str(device))
-    train(build(num_items, ModelParams()), sequences, val_users, val_targets, warm, device)
-    naive_epoch(build(num_items, ModelParams()).to(device), sequences, val_users, val_targets, warm, device,
+    warm = dataclasses.replace(params, max_epochs=1, patience=2)
+    train(build(num_items, model_params), sequences, val_users, val_targets, warm, device)
+    naive_epoch(build(num_items, model_params).to(device), sequences, val_users, val_targets, warm, device,
                 torch.Generator().manual_seed(0))
 
     torch.manual_seed(0)
-    model = build(num_items, ModelParams())
+    model = build(num_items, model_params)
     out = {}
     _, peak = timed(lambda: out.setdefault("history", train(model, sequences, val_users, val_targets, params,
                                                              device).history), device)
@@ -109,7 +114,7 @@ def bench(label: str, sequences, val_users, val_targets, num_items: int, epochs:
     rows.append(("ours", float(np.mean([h.seconds for h in out["history"]])) - val_s, val_s, peak))
 
     torch.manual_seed(0)
-    naive = build(num_items, ModelParams()).to(device)
+    naive = build(num_items, model_params).to(device)
     generator = torch.Generator().manual_seed(0)
     _, peak = timed(lambda: out.setdefault("naive", [
         naive_epoch(naive, sequences, val_users, val_targets, params, device, generator) for _ in range(epochs)]),
@@ -133,14 +138,18 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device, "--device")
+    # The current params.yaml's model and training settings (the defaults without one).
+    config = genrec_params.load() if Path("params.yaml").exists() else {"model": {}, "train": {}}
+    settings = (genrec_params.section(config, "model", ModelParams), genrec_params.section(config, "train", TrainParams))
+    print(f"{settings[0]}\n{settings[1]}")
     data = pipeline_data()
     if data is not None:
-        bench("ml-100k (data/split)", *data[:3], data[3], args.epochs, device)
+        bench("ml-100k (data/split)", *data[:3], data[3], args.epochs, device, *settings)
     else:
         sequences, val_users, targets = generated(941, 1349, 89_839)
-        bench("ml-100k-sized (generated)", sequences, val_users, targets, 1349, args.epochs, device)
+        bench("ml-100k-sized (generated)", sequences, val_users, targets, 1349, args.epochs, device, *settings)
     sequences, val_users, targets = generated(6040, 3416, 1_000_000)
-    bench("ML-1M-sized (generated)", sequences, val_users, targets, 3416, args.epochs, device)
+    bench("ML-1M-sized (generated)", sequences, val_users, targets, 3416, args.epochs, device, *settings)
 
 
 if __name__ == "__main__":
