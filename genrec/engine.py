@@ -134,21 +134,25 @@ def sample_filter(logits: torch.Tensor, temperature: float, top_k: int) -> torch
     return logits
 
 
-def inverse_cdf(probs: torch.Tensor) -> torch.Tensor:
+def inverse_cdf(probs: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:
     """One index per row drawn from ``probs`` (..., V): a uniform number through the CDF.
 
     Same distribution as ``torch.multinomial(probs, 1)``, which on the CPU draws V
-    exponential numbers per row and is ~10x slower here.
+    exponential numbers per row and is ~10x slower here. ``uniform`` (...) gives the
+    numbers in [0, 1) to use; by default they come from the global generator.
     """
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(cdf.shape[:-1] + (1,), device=probs.device, dtype=cdf.dtype) * cdf[..., -1:]
+    if uniform is None:
+        uniform = torch.rand(cdf.shape[:-1], device=probs.device)
+    u = uniform[..., None].to(cdf.dtype) * cdf[..., -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(-1)
 
 
 def sample_step(logits: torch.Tensor, temperature: float, top_k: int, exact: bool,
-                ra_scores: torch.Tensor | None) -> torch.Tensor:
+                ra_scores: torch.Tensor | None, uniform: torch.Tensor | None = None) -> torch.Tensor:
     """Draw the next item of every sequence from filtered ``logits`` (B, S, V); add each
-    item's sampling probability to ``ra_scores`` (B, V) when given. Returns (B, S)."""
+    item's sampling probability to ``ra_scores`` (B, V) when given. ``uniform`` (B, S):
+    the random numbers of the fast sampler. Returns (B, S)."""
     B, S, V = logits.shape
     if exact:  # generate()'s arithmetic and random draws, for tests against the reference
         probs = sample_filter(logits, temperature, top_k).softmax(dim=-1)
@@ -161,24 +165,25 @@ def sample_step(logits: torch.Tensor, temperature: float, top_k: int, exact: boo
         probs = (values / temperature).softmax(dim=-1)
         if ra_scores is not None:
             ra_scores.scatter_add_(1, index.reshape(B, -1), probs.reshape(B, -1))
-        return index.gather(-1, inverse_cdf(probs)[..., None]).squeeze(-1)
+        return index.gather(-1, inverse_cdf(probs, uniform)[..., None]).squeeze(-1)
     probs = (logits / temperature).softmax(dim=-1)
     if ra_scores is not None:
         ra_scores += probs.sum(dim=1)
-    return inverse_cdf(probs)
+    return inverse_cdf(probs, uniform)
 
 
 @torch.no_grad()
 def decode(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, *,
            num_sequences: int = 1, sample: bool = False, temperature: float = 1.0, top_k: int = 0,
-           relevance: bool = False, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+           relevance: bool = False, exact: bool = False,
+           uniforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Greedy (``sample=False``) or sampled sequences of ``horizon`` new items per user.
 
     ``prompts`` (B, L) left-padded, ``seen`` (B, V) bool. Returns the items (B, S, horizon)
     and, with ``relevance``, each item's summed sampling probability over sequences and
     steps (B, V), the RA score. ``exact`` samples with ``torch.multinomial`` exactly as
     ``generate()`` does (same random draws); the default draws from the same
-    distributions faster.
+    distributions faster, with the numbers ``uniforms`` (B, S, horizon) when given.
     """
     B = prompts.shape[0]
     S = num_sequences
@@ -193,7 +198,8 @@ def decode(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon:
             logits = decoder.step(items[:, :, t - 1], t - 1, prompt, cache)
             ban(logits, seen, items[:, :, :t])
         if sample:
-            items[:, :, t] = sample_step(logits, temperature, top_k, exact, ra_scores)
+            uniform = None if uniforms is None else uniforms[:, :, t]
+            items[:, :, t] = sample_step(logits, temperature, top_k, exact, ra_scores, uniform)
         else:
             items[:, :, t] = logits.argmax(dim=-1)
     return items, ra_scores

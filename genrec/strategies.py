@@ -18,6 +18,7 @@ from genrec.params import require
 from genrec.sequences import UserSequences
 
 STRATEGIES = ("topk", "greedy", "beam", "sampling", "rra", "ra")
+SAMPLED = ("sampling", "rra", "ra")
 
 # The generation params each strategy reads, and so declares in dvc.yaml.
 COMMON = ["horizon", "batch_size", "device"]
@@ -87,26 +88,32 @@ def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
                                  config.n_layer, device)
     if strategy == "topk":
         return rank_next_items(model, sequences, users, window, params.horizon, batch_size).numpy()
-    torch.manual_seed(params.seed)  # sampling draws from the global generator, as generate() does
+    # Every (user, sequence, step) gets its own random number, drawn up front in user order,
+    # so sampled recommendations depend on the seed alone, not on the batch size or device.
+    uniforms = torch.rand((len(users), sequences_per_user(strategy, params), params.horizon),
+                          generator=torch.Generator().manual_seed(params.seed)) if strategy in SAMPLED else None
     decoder = engine.Decoder(model)
     out = []
     for start in range(0, len(users), batch_size):
         batch = np.asarray(users[start:start + batch_size])
         prompts = torch.from_numpy(sequences.last_items(batch, window, side="left")).to(device)
         seen = sequences.seen_mask(batch, config.vocab_size - 1, device)
-        out.append(generate_batch(strategy, decoder, prompts, seen, params).cpu())
+        batch_uniforms = None if uniforms is None else uniforms[start:start + batch_size].to(device)
+        out.append(generate_batch(strategy, decoder, prompts, seen, params, uniforms=batch_uniforms).cpu())
     return torch.cat(out).numpy()
 
 
 def generate_batch(strategy: str, decoder: engine.Decoder, prompts: torch.Tensor, seen: torch.Tensor,
-                   params: GenerationParams, exact: bool = False) -> torch.Tensor:
-    """(B, horizon) recommendations for one batch; ``exact`` samples with generate()'s draws."""
+                   params: GenerationParams, exact: bool = False,
+                   uniforms: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, horizon) recommendations for one batch. Sampling uses ``uniforms`` (B, S, horizon)
+    as its random numbers, or the global generator; ``exact`` samples with generate()'s draws."""
     K = params.horizon
     if strategy == "greedy":
         return engine.decode(decoder, prompts, seen, K)[0][:, 0]
     if strategy == "beam":
         return engine.beam_search(decoder, prompts, seen, K, params.num_beams)
-    sampled = dict(sample=True, temperature=params.temperature, top_k=params.top_k, exact=exact)
+    sampled = dict(sample=True, temperature=params.temperature, top_k=params.top_k, exact=exact, uniforms=uniforms)
     if strategy == "sampling":
         return engine.decode(decoder, prompts, seen, K, **sampled)[0][:, 0]
     if strategy == "rra":

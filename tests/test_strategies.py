@@ -126,12 +126,14 @@ def test_recommend_equals_generate(strategy, num_beams):
 @pytest.mark.parametrize("strategy", ["sampling", "rra", "ra"])
 @pytest.mark.parametrize("top_k", [0, 10])
 def test_recommend_sampled_equals_engine(strategy, top_k):
-    """recommend() seeds once, then samples with the engine on the prompts built above."""
+    """recommend() draws every user's random numbers up front from the seed, then samples
+    with the engine on the prompts built above."""
     got = run(strategy, top_k=top_k, seed=3)
     prompts, seen = prompts_and_seen()
     decoder = engine.Decoder(MODEL)
-    options = dict(sample=True, temperature=PARAMS.temperature, top_k=top_k)
-    torch.manual_seed(3)
+    sequences = 1 if strategy == "sampling" else PARAMS.num_sequences
+    uniforms = torch.rand((len(prompts), sequences, HORIZON), generator=torch.Generator().manual_seed(3))
+    options = dict(sample=True, temperature=PARAMS.temperature, top_k=top_k, uniforms=uniforms)
     if strategy == "sampling":
         expected = engine.decode(decoder, prompts, seen, HORIZON, **options)[0][:, 0]
     elif strategy == "rra":
@@ -188,3 +190,8 @@ def test_params_of_each_strategy():
         assert {"horizon", "batch_size", "device"} <= set(keys)
     assert "num_beams" in PARAMS_OF["beam"] and "seed" not in PARAMS_OF["greedy"]
     assert {"temperature", "top_k", "num_sequences", "seed"} <= set(PARAMS_OF["ra"])
+
+
+@pytest.mark.parametrize("strategy", ["sampling", "rra", "ra"])
+def test_sampled_recommendations_do_not_depend_on_the_batch_size(strategy):
+    np.testing.assert_array_equal(run(strategy, seed=4, batch_size=2), run(strategy, seed=4, batch_size=0))
