@@ -20,6 +20,7 @@ from genrec.baselines import NAMES, bert4rec, bpr, common, popularity, sasrec
 from genrec.baselines.common import Data
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
+from helpers import cyclic_walks
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = {"popularity": popularity, "bpr": bpr, "sasrec": sasrec, "bert4rec": bert4rec}
@@ -30,17 +31,9 @@ NUM_ITEMS = 30
 
 
 def cyclic_data(num_users: int = 60, seed: int = 0) -> Data:
-    """Every user walks the cycle 1 -> 2 -> ... -> 30 -> 1 from a random start, 8 to 24 steps
-    (some longer than a 16-item window); the next item of the walk is the validation target."""
-    rng = np.random.default_rng(seed)
-    rows, targets = [], []
-    for user in range(num_users):
-        start, length = int(rng.integers(0, NUM_ITEMS)), int(rng.integers(8, 25))
-        walk = (start + np.arange(length + 1)) % NUM_ITEMS + 1
-        rows += [(user, int(item)) for item in walk[:-1]]
-        targets.append(int(walk[-1]))
-    sequences = UserSequences.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id"]), num_users)
-    return Data(sequences, NUM_ITEMS, np.arange(num_users // 2), np.array(targets[:num_users // 2]))
+    """Cyclic walks; the first half of the users validate on their next item."""
+    sequences, targets = cyclic_walks(num_users, NUM_ITEMS, seed)
+    return Data(sequences, NUM_ITEMS, np.arange(num_users // 2), targets[:num_users // 2])
 
 
 DATA = cyclic_data()

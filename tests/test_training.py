@@ -19,6 +19,7 @@ from genrec import params, training
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
 from genrec.training import TrainParams
+from helpers import cyclic_walks
 
 NUM_ITEMS = 30
 TINY = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.0)
@@ -30,18 +31,9 @@ def tiny_model(seed: int = 0, dropout: float = 0.0):
 
 
 def cyclic_data(num_users: int = 60, seed: int = 0):
-    """Every user walks the cycle 1 -> 2 -> ... -> 30 -> 1 from a random start, 8 to 24 steps
-    (so some are longer than the 16-position window); the item after the walk is the
-    validation target, never seen before by that user."""
-    rng = np.random.default_rng(seed)
-    rows, targets = [], []
-    for user in range(num_users):
-        start, length = int(rng.integers(0, NUM_ITEMS)), int(rng.integers(8, 25))
-        walk = (start + np.arange(length + 1)) % NUM_ITEMS + 1
-        rows += [(user, int(item)) for item in walk[:-1]]
-        targets.append(int(walk[-1]))
-    sequences = UserSequences.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id"]), num_users)
-    return sequences, np.arange(num_users), np.array(targets)
+    """Cyclic walks; every user validates on the item after its walk."""
+    sequences, targets = cyclic_walks(num_users, NUM_ITEMS, seed)
+    return sequences, np.arange(num_users), targets
 
 
 SEQUENCES, USERS, TARGETS = cyclic_data()

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
-from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, fit_neural, recommend,
-                                     training_users, trim_left)
+from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, fit_neural,
+                                     fit_then_recommend, training_users, trim_left)
 from genrec.params import require
 
 TRAINED = True
@@ -133,9 +133,4 @@ def fit(data: Data, params: Params, device: torch.device,
     return model, fit_neural(model, matrix, train_epoch, scorer, data, params, device, on_epoch)
 
 
-def fit_recommend(data: Data, users: np.ndarray, params: Params, device: torch.device = torch.device("cpu"),
-                  on_epoch: Callable[[EpochResult], None] = lambda result: None
-                  ) -> tuple[np.ndarray, TrainResult]:
-    """Train, then recommend ``k`` unseen items to each of ``users`` from the best epoch's model."""
-    model, result = fit(data, params, device, on_epoch)
-    return recommend(scorer(model, data, device), data.sequences, users, params.k), result
+fit_recommend = fit_then_recommend(fit, scorer)

@@ -143,3 +143,15 @@ def fit_neural(model: torch.nn.Module, matrix: torch.Tensor, train_epoch: Callab
                             params.max_epochs, params.patience, on_epoch)
     model.load_state_dict(result.best_state)
     return result
+
+
+def fit_then_recommend(fit: Callable, scorer: Callable) -> Callable:
+    """A baseline's ``fit_recommend`` from its ``fit`` and ``scorer``: train, then recommend
+    ``params.k`` unseen items to each user from the best epoch's model."""
+    def fit_recommend(data: Data, users: np.ndarray, params: Any, device: torch.device = torch.device("cpu"),
+                      on_epoch: Callable[[EpochResult], None] = lambda result: None
+                      ) -> tuple[np.ndarray, TrainResult]:
+        model, result = fit(data, params, device, on_epoch)
+        return recommend(scorer(model, data, device), data.sequences, users, params.k), result
+
+    return fit_recommend
