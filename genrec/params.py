@@ -66,17 +66,29 @@ def section(params: dict[str, Any], name: str, cls: type[T], keys: list[str] | N
 
 def _check_type(label: str, value: Any, hint: Any) -> Any:
     allowed = typing.get_args(hint) or (hint,)
-    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+    grids = [a for a in allowed if typing.get_origin(a) is list]  # ``float | list[float]``: a value or a grid
+    scalars = tuple(a for a in allowed if isinstance(a, type))
+    if grids and isinstance(value, list):
+        if not value:
+            raise UserError(f"params.yaml: {label} must be {_names(allowed)}, got an empty list")
+        return [_check_type(label, item, typing.get_args(grids[0])[0]) for item in value]
+    if float in scalars and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, bool) and bool not in allowed:
-        raise UserError(f"params.yaml: {label} must be {_names(allowed)}, got {value!r}")
-    if not isinstance(value, tuple(a for a in allowed if isinstance(a, type))):
+    if (isinstance(value, bool) and bool not in scalars) or not isinstance(value, scalars):
         raise UserError(f"params.yaml: {label} must be {_names(allowed)}, got {value!r}")
     return value
 
 
+_NAMES = {float: ("a number", "numbers"), int: ("an integer", "integers"), str: ("a string", "strings"),
+          bool: ("true or false", "booleans")}
+
+
 def _names(types: tuple) -> str:
-    return " or ".join("a number" if t is float else f"a {t.__name__}" for t in types)
+    def name(t: Any) -> str:
+        if typing.get_origin(t) is list:
+            return f"a non-empty list of {_NAMES[typing.get_args(t)[0]][1]}"
+        return _NAMES.get(t, (f"a {t.__name__}",))[0]
+    return " or ".join(name(t) for t in types)
 
 
 def require(condition: bool, label: str, message: str) -> None:

@@ -6,7 +6,10 @@ matrix of ranked, unseen, non-repeating items.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import psutil
@@ -14,41 +17,66 @@ import torch
 
 from genrec import engine
 from genrec.model import rank_next_items
+from genrec.errors import UserError
 from genrec.params import require
 from genrec.sequences import UserSequences
 
 STRATEGIES = ("topk", "greedy", "beam", "sampling", "rra", "ra")
 SAMPLED = ("sampling", "rra", "ra")
 
-# The generation params each strategy reads, and so declares in dvc.yaml.
+# The generation params each strategy reads, and so declares in dvc.yaml; TUNED lists those
+# that may be grids, tuned on the validation users, in grid order (the first varies slowest).
 COMMON = ["horizon", "batch_size", "device"]
-PARAMS_OF = {
-    "topk": COMMON,
-    "greedy": COMMON,
-    "beam": COMMON + ["num_beams"],
-    "sampling": COMMON + ["temperature", "top_k", "seed"],
-    "rra": COMMON + ["temperature", "top_k", "num_sequences", "seed"],
-    "ra": COMMON + ["temperature", "top_k", "num_sequences", "seed"],
+TUNED = {
+    "topk": [],
+    "greedy": [],
+    "beam": ["num_beams"],
+    "sampling": ["temperature", "top_k"],
+    "rra": ["temperature", "top_k", "num_sequences"],
+    "ra": ["temperature", "top_k", "num_sequences"],
 }
+PARAMS_OF = {strategy: COMMON + tuned + (["seed"] if strategy in SAMPLED else []) for strategy, tuned in TUNED.items()}
+
+# Bounds that keep generation finite: logits / temperature must neither overflow nor lose
+# every difference in float32, and one user's sequences must fit in memory and finish.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-6, 1e6
+MAX_NUM_SEQUENCES = 10_000
+MAX_NUM_BEAMS = 1_000
+
+
+def values(setting: Any) -> list:
+    """A param's grid: the list itself, or a single value as a one-point grid."""
+    return setting if isinstance(setting, list) else [setting]
 
 
 @dataclass(frozen=True)
 class GenerationParams:
+    """The ``generation`` section. The tunable keys hold one value or a list (a grid);
+    ``grid()`` expands them into single-valued settings, which is what ``recommend`` takes."""
+
     horizon: int = 10  # K: items to recommend, and new items to generate
-    num_beams: int = 2
-    temperature: float = 0.5
-    top_k: int = 0  # sampling: keep the k most likely items per step (0: no cut)
-    num_sequences: int = 30  # rra/ra: sampled sequences per user
+    num_beams: int | list[int] = 2
+    temperature: float | list[float] = 0.5
+    top_k: int | list[int] = 0  # sampling: keep the k most likely items per step (0: no cut)
+    num_sequences: int | list[int] = 30  # rra/ra: sampled sequences per user
     seed: int = 42
     batch_size: int = 0  # users per batch; 0: chosen from the available memory
     device: str = "auto"
 
     def validate(self) -> None:
         require(self.horizon >= 1, "generation.horizon", f"must be at least 1, got {self.horizon}")
-        require(self.num_beams >= 1, "generation.num_beams", f"must be at least 1, got {self.num_beams}")
-        require(self.temperature > 0, "generation.temperature", f"must be positive, got {self.temperature}")
-        require(self.top_k >= 0, "generation.top_k", f"must be 0 (no cut) or more, got {self.top_k}")
-        require(self.num_sequences >= 1, "generation.num_sequences", f"must be at least 1, got {self.num_sequences}")
+        for beams in values(self.num_beams):
+            require(1 <= beams <= MAX_NUM_BEAMS, "generation.num_beams",
+                    f"must be between 1 and {MAX_NUM_BEAMS}, got {beams}")
+        for temperature in values(self.temperature):
+            require(MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE, "generation.temperature",
+                    f"must be between {MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g} (smaller values overflow "
+                    f"float32; use the greedy strategy for a temperature near 0), got {temperature}")
+        for top_k in values(self.top_k):
+            require(top_k >= 0, "generation.top_k", f"must be 0 (no cut) or more, got {top_k}")
+        for sequences in values(self.num_sequences):
+            require(1 <= sequences <= MAX_NUM_SEQUENCES, "generation.num_sequences",
+                    f"must be between 1 and {MAX_NUM_SEQUENCES}, got {sequences}")
         require(self.batch_size >= 0, "generation.batch_size", f"must be 0 (automatic) or more, got {self.batch_size}")
 
     def check_window(self, n_positions: int) -> None:
@@ -56,6 +84,23 @@ class GenerationParams:
         require(self.horizon < n_positions, "generation.horizon",
                 f"({self.horizon}) must be smaller than the model's window model.n_positions ({n_positions}), "
                 "which must hold the prompt and the generated items")
+
+    def check_catalogue(self, num_items: int) -> None:
+        """Beam search keeps ``num_beams`` distinct continuations: it needs that many items."""
+        for beams in values(self.num_beams):
+            require(beams <= num_items, "generation.num_beams",
+                    f"({beams}) must not exceed the number of items in the catalogue ({num_items})")
+
+    def grid(self, strategy: str) -> list[GenerationParams]:
+        """Every combination of the strategy's tunable values, in grid order (the first key
+        varies slowest); a strategy with no list-valued key has a one-point grid."""
+        keys = TUNED[strategy]
+        return [dataclasses.replace(self, **dict(zip(keys, point)))
+                for point in itertools.product(*(values(getattr(self, key)) for key in keys))]
+
+    def chosen(self, strategy: str) -> dict[str, Any]:
+        """The strategy's tunable values of this (single-valued) setting."""
+        return {key: getattr(self, key) for key in TUNED[strategy]}
 
 
 def sequences_per_user(strategy: str, params: GenerationParams) -> int:
@@ -65,14 +110,19 @@ def sequences_per_user(strategy: str, params: GenerationParams) -> int:
 def auto_batch_size(strategy: str, params: GenerationParams, num_items: int, window: int, n_embd: int,
                     n_layer: int, device: torch.device) -> int:
     """Users per batch so that the batch's tensors take about a quarter of free memory."""
-    if params.batch_size:
-        return params.batch_size
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else psutil.virtual_memory().available
     s = sequences_per_user(strategy, params)
     per_user = (
         4 * window * n_embd * (6 + 2 * n_layer)  # prefill activations and the prompt cache
         + 4 * s * (num_items + 1) * 4  # logits, scaled logits, probabilities, their CDF
     )
+    if per_user > free // 2:
+        key = "num_beams" if strategy == "beam" else "num_sequences"
+        raise UserError(f"params.yaml: generation.{key} ({s}) needs {per_user / 2**30:.1f} GiB per user over "
+                        f"{num_items} items, more than half the free {device.type} memory "
+                        f"({free / 2**30:.1f} GiB); lower it")
+    if params.batch_size:
+        return params.batch_size
     cap = 4096 if device.type == "cuda" else 512  # beyond this, CPU batches gain nothing
     return int(max(1, min(cap, free // 4 // per_user)))
 

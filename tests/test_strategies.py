@@ -11,7 +11,7 @@ from genrec import model as gm
 from genrec import engine, params, reference
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
-from genrec.strategies import PARAMS_OF, STRATEGIES, GenerationParams, recommend
+from genrec.strategies import PARAMS_OF, STRATEGIES, TUNED, GenerationParams, recommend
 
 
 NUM_ITEMS = 80
@@ -167,12 +167,63 @@ def test_defaults_are_valid():
     ({"top_k": -1}, "generation.top_k"),
     ({"batch_size": -1}, "generation.batch_size"),
     ({"horizon": 0}, "generation.horizon"),
+    # grids: every value is checked as a single value would be
+    ({"temperature": [0.3, -0.5]}, "generation.temperature"),
+    ({"num_beams": [2, 0]}, "generation.num_beams"),
+    ({"top_k": [0, -1]}, "generation.top_k"),
+    # finite-positive on paper, but overflowing float32 or unbounded in practice
+    ({"temperature": float("inf")}, "generation.temperature"),
+    ({"temperature": 1e-45}, "generation.temperature"),
+    ({"temperature": float("nan")}, "generation.temperature"),
+    ({"num_beams": 5000}, "generation.num_beams"),
+    ({"num_sequences": 100_000}, "generation.num_sequences"),
 ])
 def test_validation_names_the_param(changes, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         GenerationParams(**changes).validate()
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         params.section({"generation": changes}, "generation", GenerationParams, keys=list(changes))
+
+
+@pytest.mark.parametrize("value, message", [
+    ([], "must be a number or a non-empty list of numbers, got an empty list"),
+    ([0.5, "hot"], "must be a number, got 'hot'"),
+    ("hot", "must be a number or a non-empty list of numbers, got 'hot'"),
+    ([0.5, True], "must be a number, got True"),
+])
+def test_bad_grids_are_one_line_errors(value, message):
+    with pytest.raises(UserError) as error:
+        params.section({"generation": {"temperature": value}}, "generation", GenerationParams,
+                       keys=["temperature"])
+    assert str(error.value) == f"params.yaml: generation.temperature {message}"
+
+
+def test_a_grid_is_read_as_a_list_of_values():
+    got = params.section({"generation": {"temperature": [1, 0.5], "num_beams": 3}}, "generation",
+                         GenerationParams, keys=["temperature", "num_beams"])
+    assert got.temperature == [1.0, 0.5] and got.num_beams == 3
+    assert [p.temperature for p in got.grid("sampling")] == [1.0, 0.5]
+
+
+def test_tiny_and_huge_temperatures_give_valid_lists():
+    """The extremes that pass validation stay finite: near 0 sampling is greedy decoding."""
+    np.testing.assert_array_equal(run("sampling", temperature=1e-6), run("greedy"))
+    for strategy in ("sampling", "rra", "ra"):
+        for temperature in (1e-6, 1e6):
+            recs = run(strategy, temperature=temperature)
+            assert not (recs == 0).any() and all(len(set(row)) == HORIZON for row in recs)
+
+
+def test_check_catalogue():
+    GenerationParams(num_beams=[2, 80]).check_catalogue(NUM_ITEMS)
+    with pytest.raises(UserError, match=r"generation\.num_beams \(81\) must not exceed .* \(80\)"):
+        GenerationParams(num_beams=[2, 81]).check_catalogue(NUM_ITEMS)
+
+
+def test_sequences_that_cannot_fit_in_memory_are_refused(monkeypatch):
+    monkeypatch.setattr("psutil.virtual_memory", lambda: type("M", (), {"available": 8_000})())
+    with pytest.raises(UserError, match=r"generation\.num_sequences \(4\) needs .* lower it"):
+        run("rra")
 
 
 def test_check_window():
@@ -189,6 +240,8 @@ def test_params_of_each_strategy():
         assert set(keys) <= fields, strategy
         assert {"horizon", "batch_size", "device"} <= set(keys)
     assert "num_beams" in PARAMS_OF["beam"] and "seed" not in PARAMS_OF["greedy"]
+    for strategy, tuned in TUNED.items():
+        assert set(tuned) <= set(PARAMS_OF[strategy]), strategy
     assert {"temperature", "top_k", "num_sequences", "seed"} <= set(PARAMS_OF["ra"])
 
 
