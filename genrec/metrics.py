@@ -125,13 +125,22 @@ def recommendations_frame(users: np.ndarray, recs: np.ndarray) -> pd.DataFrame:
 
 
 def write_results(name: str, users: np.ndarray, recs: np.ndarray, test: pd.DataFrame, num_train_items: int,
-                  recs_path: str, metrics_dir: str) -> dict[str, float]:
+                  recs_path: str, metrics_dir: str, extra: dict | None = None) -> dict[str, float]:
     """Evaluate ``recs`` and write the three outputs every recommending stage has:
-    ``recs_path`` (user_id, item_id, rank), ``<metrics_dir>/<name>.json`` and
-    ``<metrics_dir>/positions/<name>.csv``. Returns the summary metrics."""
+    ``recs_path`` (user_id, item_id, rank), ``<metrics_dir>/<name>.json`` (plus ``extra``, e.g.
+    the chosen settings) and ``<metrics_dir>/positions/<name>.csv``. Returns the summary metrics."""
     summary, positions = evaluate(recs, users, test, num_train_items)
     write_parquet(recs_path, recommendations_frame(users, recs))
-    write_json(f"{metrics_dir}/{name}.json", summary)
+    write_json(f"{metrics_dir}/{name}.json", {**summary, **(extra or {})})
     with atomic_path(f"{metrics_dir}/positions/{name}.csv") as tmp:
         positions.to_csv(tmp, index=False, float_format="%.6f")
+    return summary
+
+
+def write_validation(name: str, users: np.ndarray, recs: np.ndarray, validation: pd.DataFrame,
+                     num_train_items: int, metrics_dir: str, extra: dict | None = None) -> dict[str, float]:
+    """``<metrics_dir>/validation/<name>.json``: the same metrics as the test result, on the
+    validation users against their held-out items."""
+    summary, _ = evaluate(recs, users, validation, num_train_items)
+    write_json(f"{metrics_dir}/validation/{name}.json", {**summary, **(extra or {})})
     return summary

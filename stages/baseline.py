@@ -1,12 +1,13 @@
 """Stages `popularity`, `bpr`, `sasrec`, `bert4rec`: train a baseline on the training sequences
-(early stopping on the validation users, dvclive learning curves), recommend for the test
-users and evaluate exactly as the generation strategies are (SPEC §6)."""
+(early stopping on the validation users, dvclive learning curves), recommend for the validation
+and the test users and evaluate exactly as the generation strategies are (SPEC §6)."""
 
 import argparse
 import importlib
 import json
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 from dvclive import Live
@@ -37,10 +38,15 @@ def main() -> None:
     meta = json.loads(open(f"{args.split}/meta.json").read())
     train = pd.read_parquet(f"{args.split}/train.parquet")
     test = pd.read_parquet(f"{args.split}/test.parquet")
-    first = pd.read_parquet(f"{args.split}/validation.parquet").query("position == 0").sort_values("user_id")
+    validation = pd.read_parquet(f"{args.split}/validation.parquet")
+    first = validation.query("position == 0").sort_values("user_id")
     data = Data(UserSequences.from_frame(train, meta["num_users"]), meta["num_items"],
                 first["user_id"].to_numpy(), first["item_id"].to_numpy())
+    val_users = validation["user_id"].drop_duplicates().sort_values().to_numpy()
     users = test["user_id"].drop_duplicates().sort_values().to_numpy()
+    # One model recommends for both: the validation users (all their held-out items, as for
+    # the strategies) and the test users.
+    both = np.concatenate([val_users, users])
 
     start = time.perf_counter()
     if baseline.TRAINED:
@@ -57,7 +63,7 @@ def main() -> None:
                       + f"val NDCG@10 {epoch.ndcg:.4f}, HR@10 {epoch.hit_rate:.4f} ({epoch.seconds:.1f} s)",
                       flush=True)
 
-            recs, result = baseline.fit_recommend(data, users, config, device, on_epoch=log)
+            recs, result = baseline.fit_recommend(data, both, config, device, on_epoch=log)
             # The summary is the best epoch, not the last one: its model made the recommendations.
             live.summary = {
                 "best_epoch": result.best.epoch,
@@ -68,11 +74,14 @@ def main() -> None:
             live.make_summary()
         trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
     else:
-        recs, _ = baseline.fit_recommend(data, users, config, device)
+        recs, _ = baseline.fit_recommend(data, both, config, device)
         trained = ""
     seconds = time.perf_counter() - start
+    val_recs, recs = recs[:len(val_users)], recs[len(val_users):]
 
-    summary = metrics.write_results(name, users, recs, test, train["item_id"].nunique(),
+    num_train_items = train["item_id"].nunique()
+    metrics.write_validation(name, val_users, val_recs, validation, num_train_items, args.metrics)
+    summary = metrics.write_results(name, users, recs, test, num_train_items,
                                     args.recs or f"data/recs/{name}.parquet", args.metrics)
     print(f"{name}: {trained}{len(users)} users in {seconds:.1f} s on {device}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))

@@ -1,5 +1,6 @@
-"""Stages `topk`, `greedy`, `beam`, `sampling`, `rra`, `ra`: recommend for the test users
-with one generation strategy (SPEC §5) and evaluate the recommendations (SPEC §6)."""
+"""Stages `topk`, `greedy`, `beam`, `sampling`, `rra`, `ra`: choose the strategy's generation
+settings on the validation users (method §6b), then recommend for the test users with them
+(method §5) and evaluate (method §6)."""
 
 import argparse
 import json
@@ -9,9 +10,11 @@ import pandas as pd
 
 from genrec import metrics, params
 from genrec.errors import stage_main
+from genrec.io import atomic_path
 from genrec.model import load, resolve_device
 from genrec.sequences import UserSequences
-from genrec.strategies import PARAMS_OF, STRATEGIES, GenerationParams, recommend
+from genrec.strategies import PARAMS_OF, STRATEGIES, TUNED, GenerationParams, recommend
+from genrec.tuning import tune
 
 
 @stage_main
@@ -31,19 +34,33 @@ def main() -> None:
     device = resolve_device(config.device, "generation.device")
 
     meta = json.loads(open(f"{args.split}/meta.json").read())
+    config.check_catalogue(meta["num_items"])
     train = pd.read_parquet(f"{args.split}/train.parquet")
+    validation = pd.read_parquet(f"{args.split}/validation.parquet")
     test = pd.read_parquet(f"{args.split}/test.parquet")
     sequences = UserSequences.from_frame(train, meta["num_users"])
+    num_train_items = train["item_id"].nunique()
+    val_users = validation["user_id"].drop_duplicates().sort_values().to_numpy()
     users = test["user_id"].drop_duplicates().sort_values().to_numpy()
     model = load(args.model, device)
 
+    # Validation users only: the test users are scored once, with the chosen setting.
+    chosen, grid, val_recs = tune(strategy, model, sequences, val_users, validation, num_train_items, config,
+                                  log=lambda line: print(line, flush=True))
+    extra = {"chosen": chosen.chosen(strategy)} if TUNED[strategy] else {}
+    if TUNED[strategy]:
+        with atomic_path(f"{args.metrics}/tuning/{strategy}.csv") as tmp:
+            grid.to_csv(tmp, index=False, float_format="%.6f")
+    metrics.write_validation(strategy, val_users, val_recs, validation, num_train_items, args.metrics, extra)
+
     start = time.perf_counter()
-    recs = recommend(strategy, model, sequences, users, config)
+    recs = recommend(strategy, model, sequences, users, chosen)
     seconds = time.perf_counter() - start
 
-    summary = metrics.write_results(strategy, users, recs, test, train["item_id"].nunique(),
-                                    args.recs or f"data/recs/{strategy}.parquet", args.metrics)
-    print(f"{strategy}: {len(users)} users in {seconds:.1f} s on {device}; "
+    summary = metrics.write_results(strategy, users, recs, test, num_train_items,
+                                    args.recs or f"data/recs/{strategy}.parquet", args.metrics, extra)
+    print(f"{strategy}: {len(users)} test users in {seconds:.1f} s on {device}"
+          + "".join(f", {k} {v}" for k, v in extra.get("chosen", {}).items()) + "; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
 
 

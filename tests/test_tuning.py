@@ -1,0 +1,148 @@
+"""genrec.tuning and the strategy stage's tuning: the validation argmax is chosen, ties go to
+the earlier grid point, and the test users never sway the choice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from genrec import metrics
+from genrec import model as gm
+from genrec.sequences import UserSequences
+from genrec.strategies import GenerationParams, recommend
+from genrec.tuning import tune
+
+REPO = Path(__file__).resolve().parents[1]
+NUM_ITEMS, HORIZON, N_POSITIONS = 40, 4, 16
+
+
+def walks(num_users: int = 24, seed: int = 0) -> pd.DataFrame:
+    """Each user steps through the catalogue with a stride of 1 or 3: 12 training items."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(num_users):
+        start, stride = int(rng.integers(0, NUM_ITEMS)), int(rng.choice([1, 3]))
+        rows += [(user, (start + stride * t) % NUM_ITEMS + 1, t) for t in range(12 + HORIZON)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def targets_of(frame: pd.DataFrame, users) -> pd.DataFrame:
+    held = frame[frame["user_id"].isin(users)].groupby("user_id").tail(HORIZON).copy()
+    held["position"] = held.groupby("user_id").cumcount()
+    return held[["user_id", "item_id", "position"]].reset_index(drop=True)
+
+
+FRAME = walks()
+TRAIN = FRAME.groupby("user_id").head(12).reset_index(drop=True)
+SEQUENCES = UserSequences.from_frame(TRAIN, 24)
+VAL_USERS, TEST_USERS = np.arange(0, 24, 2), np.arange(1, 24, 2)
+VALIDATION = targets_of(FRAME, VAL_USERS)
+CONFIG = GenerationParams(horizon=HORIZON, temperature=[0.3, 1.0, 3.0], top_k=[0, 5], num_sequences=4,
+                          num_beams=[1, 2, 3], seed=1, device="cpu")
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return gm.build(NUM_ITEMS, gm.ModelParams(n_positions=N_POSITIONS, n_embd=16, n_layer=1, n_head=2,
+                                              dropout=0.0)).eval()
+
+
+MODEL = tiny_model()
+
+
+@pytest.mark.parametrize("strategy", ["beam", "rra", "sampling"])
+def test_tune_picks_the_first_validation_argmax(strategy):
+    chosen, table, recs = tune(strategy, MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, CONFIG, log=lambda _: None)
+    grid = CONFIG.grid(strategy)
+    assert len(table) == len(grid) and table["chosen"].sum() == 1
+    # Every row is the point's validation metrics, computed here directly.
+    direct = [metrics.evaluate(recommend(strategy, MODEL, SEQUENCES, VAL_USERS, point), VAL_USERS, VALIDATION,
+                               NUM_ITEMS)[0][f"ndcg@{HORIZON}"] for point in grid]
+    np.testing.assert_allclose(table[f"ndcg@{HORIZON}"], direct)
+    best = int(np.argmax(direct))  # numpy's argmax: the first of equal maxima
+    assert chosen == grid[best] and table["chosen"].tolist().index(True) == best
+    for key, value in chosen.chosen(strategy).items():
+        assert table.loc[best, key] == value
+    np.testing.assert_array_equal(recs, recommend(strategy, MODEL, SEQUENCES, VAL_USERS, grid[best]))
+
+
+def test_ties_go_to_the_earlier_grid_point():
+    config = GenerationParams(horizon=HORIZON, num_beams=[2, 2, 2], device="cpu")
+    chosen, table, _ = tune("beam", MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, config, log=lambda _: None)
+    assert table["chosen"].tolist() == [True, False, False]
+
+
+def test_grid_order_and_single_values():
+    grid = CONFIG.grid("rra")
+    assert len(grid) == 3 * 2 * 1
+    assert [(p.temperature, p.top_k) for p in grid] == [(0.3, 0), (0.3, 5), (1.0, 0), (1.0, 5), (3.0, 0), (3.0, 5)]
+    assert all(p.num_sequences == 4 and p.num_beams == [1, 2, 3] for p in grid)  # keys rra does not read stay
+    assert CONFIG.grid("topk") == [CONFIG]
+
+
+# --- the stage: test users never change the choice ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tuning")
+    model = tiny_model()
+    model.save_pretrained(folder / "model")
+    split = folder / "split"
+    split.mkdir()
+    TRAIN.to_parquet(split / "train.parquet", index=False)
+    VALIDATION.to_parquet(split / "validation.parquet", index=False)
+    targets_of(FRAME, TEST_USERS).to_parquet(split / "test.parquet", index=False)
+    (split / "meta.json").write_text(json.dumps({"num_items": NUM_ITEMS, "num_users": 24}))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["generation"].update(horizon=HORIZON, temperature=[0.3, 1.0, 3.0], top_k=[0, 5], num_sequences=4,
+                                device="cpu")
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder
+
+
+def run_stage(folder: Path, strategy: str) -> dict:
+    result = subprocess.run([sys.executable, str(REPO / "stages/recommend.py"), strategy, "--model", "model",
+                             "--split", "split", "--recs", f"recs/{strategy}.parquet", "--metrics", "metrics"],
+                            cwd=folder, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads((folder / f"metrics/{strategy}.json").read_text())
+
+
+def test_stage_choice_ignores_the_test_users(folder):
+    first = run_stage(folder, "rra")
+    table = pd.read_csv(folder / "metrics/tuning/rra.csv")
+    assert len(table) == 6 and table["chosen"].sum() == 1
+    chosen = table[table["chosen"]].iloc[0]
+    assert first["chosen"] == {"temperature": chosen["temperature"], "top_k": chosen["top_k"], "num_sequences": 4}
+    validation = json.loads((folder / "metrics/validation/rra.json").read_text())
+    assert validation[f"ndcg@{HORIZON}"] == pytest.approx(chosen[f"ndcg@{HORIZON}"], abs=1e-6)  # the CSV keeps 6 decimals
+    assert set(validation) == set(first)  # the same keys as the test result
+
+    # A test split whose targets are exactly what another grid point recommends: were the test
+    # users consulted, that point would win. The choice and the validation table stay as they were.
+    other = next(p for p in GenerationParams(horizon=HORIZON, temperature=[0.3, 1.0, 3.0], top_k=[0, 5],
+                                             num_sequences=4, seed=42).grid("rra")
+                 if p.chosen("rra") != first["chosen"])
+    recs = recommend("rra", tiny_model(), SEQUENCES, TEST_USERS, other)
+    rigged = metrics.recommendations_frame(TEST_USERS, recs).rename(columns={"rank": "position"})
+    rigged["position"] -= 1
+    rigged.to_parquet(folder / "split/test.parquet", index=False)
+    second = run_stage(folder, "rra")
+    assert second["chosen"] == first["chosen"]
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "metrics/tuning/rra.csv"), table)
+    assert second[f"ndcg@{HORIZON}"] < 1.0  # the rigged targets would have given the other point 1.0
+
+
+def test_stage_without_a_grid_writes_no_tuning_table(folder):
+    summary = run_stage(folder, "greedy")
+    assert "chosen" not in summary
+    assert not (folder / "metrics/tuning/greedy.csv").exists()
+    assert (folder / "metrics/validation/greedy.json").exists()
