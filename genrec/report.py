@@ -1,4 +1,9 @@
-"""The comparison report: one table of strategies × metrics, and the per-position figure."""
+"""The comparison report (method §6b): every method's test metrics with bootstrap intervals,
+paired comparisons against Top-K and against the best method, and the per-position figure.
+
+The per-user values are recomputed from each method's recommendations and the test split,
+with the same ``metrics.per_user`` the stages use, so the means equal ``metrics/<name>.json``.
+"""
 
 from __future__ import annotations
 
@@ -9,43 +14,153 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on the machines that run the pipeline
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from genrec import metrics, stats  # noqa: E402
 from genrec.baselines import NAMES as BASELINES  # noqa: E402
+from genrec.errors import UserError  # noqa: E402
 
-def table(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
-    rows = {name: json.loads((metrics_dir / f"{name}.json").read_text()) for name in names}
-    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
-    return frame.drop(columns=["users"], errors="ignore")
+SEED = 0  # every bootstrap and randomization test of the report
+INTERVAL_METRICS = ("ndcg", "recall", "map")  # reported with 95% intervals
+COMPARED = "ndcg"  # the metric of the paired comparisons
+ALPHA = 0.05
+REFERENCE = "topk"  # the paper's baseline strategy: every method is compared with it
 
 
-def markdown(frame: pd.DataFrame) -> str:
-    header = "| method | " + " | ".join(frame.columns) + " |"
-    rule = "|---|" + "---:|" * len(frame.columns)
-    lines = [header, rule]
-    for name, row in frame.iterrows():
-        best = [frame[c].max() == row[c] for c in frame.columns]
-        cells = [f"**{v:.4f}**" if b else f"{v:.4f}" for v, b in zip(row, best)]
+def recommendations(recs_dir: Path, name: str, users: np.ndarray) -> np.ndarray:
+    """(len(users), K) item matrix of ``<recs_dir>/<name>.parquet``, rows in ``users`` order."""
+    frame = pd.read_parquet(recs_dir / f"{name}.parquet").sort_values(["user_id", "rank"])
+    matrix = frame.pivot(index="user_id", columns="rank", values="item_id")
+    if not np.array_equal(matrix.index.to_numpy(), users):
+        raise UserError(f"{recs_dir / name}.parquet does not hold exactly the test users of the split: "
+                        f"rerun its stage (dvc repro {name})")
+    return matrix.to_numpy()
+
+
+def per_user(recs_dir: Path, test: pd.DataFrame, names: list[str]
+             ) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray], np.ndarray]:
+    """Each method's per-user test metrics (``metrics.per_user``) and recommendations, and the
+    (users, n) relevant items, users in id order."""
+    users = np.sort(test["user_id"].unique())
+    relevant = metrics.relevant_matrix(test, users, int(test["position"].max()) + 1)
+    recs = {name: recommendations(recs_dir, name, users) for name in names}
+    return {name: metrics.per_user(r, relevant) for name, r in recs.items()}, recs, relevant
+
+
+def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str]) -> dict:
+    """The report as one JSON-ready dict: ``methods`` (test summary, intervals, validation
+    NDCG, chosen settings) and ``comparisons`` (paired, Holm-corrected together)."""
+    values, recs, _ = per_user(recs_dir, test, names)
+    k = next(iter(recs.values())).shape[1]
+    methods = {}
+    for name in names:
+        summary = json.loads((metrics_dir / f"{name}.json").read_text())
+        validation = metrics_dir / "validation" / f"{name}.json"
+        methods[name] = {
+            "users": summary["users"],
+            "chosen": summary.get("chosen", {}),
+            f"validation_ndcg@{k}": (json.loads(validation.read_text())[f"ndcg@{k}"]
+                                     if validation.exists() else None),
+            "intervals": {f"{m}@{k}": vars(stats.interval(values[name][m], SEED)) for m in INTERVAL_METRICS},
+            **{key: value for key, value in summary.items() if key not in ("users", "chosen")},
+        }
+    best = max(names, key=lambda name: methods[name][f"{COMPARED}@{k}"])
+    pairs = [(name, reference) for reference in dict.fromkeys([REFERENCE, best]) if reference in names
+             for name in names if name != reference]
+    results = [stats.paired(values[a][COMPARED], values[b][COMPARED], SEED) for a, b in pairs]
+    adjusted = stats.holm([r.p_value for r in results])
+    comparisons = [{
+        "method": a, "against": b, "metric": f"{COMPARED}@{k}",
+        "difference": r.difference.mean, "low": r.difference.low, "high": r.difference.high,
+        "p_value": r.p_value, "p_holm": p, "significant": bool(p <= ALPHA),
+    } for (a, b), r, p in zip(pairs, results, adjusted)]
+    return {"k": k, "best": best, "alpha": ALPHA, "methods": methods, "comparisons": comparisons}
+
+
+def _settings(chosen: dict) -> str:
+    return ", ".join(f"{key} {value:g}" for key, value in chosen.items()) or "—"
+
+
+def _ci(entry: dict) -> str:
+    return f"{entry['mean']:.4f} [{entry['low']:.4f}, {entry['high']:.4f}]"
+
+
+def markdown(report: dict) -> str:
+    k, methods = report["k"], report["methods"]
+    users = next(iter(methods.values()))["users"]
+    lines = [
+        f"## Test results ({users} test users; 95% BCa bootstrap intervals over users)",
+        "",
+        "Generation settings were chosen per strategy on the validation users (best validation "
+        f"NDCG@{k}); the test users were scored once, with them.",
+        "",
+        f"| method | chosen settings | validation NDCG@{k} | NDCG@{k} | Recall@{k} | MAP@{k} | HR@{k} "
+        "| coverage | entropy |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    best = {key: max(m[key] for m in methods.values())
+            for key in (f"ndcg@{k}", f"recall@{k}", f"map@{k}", f"hit_rate@{k}", "coverage", "entropy")}
+
+    def cell(method: dict, key: str, text: str) -> str:
+        return f"**{text}**" if method[key] == best[key] else text
+
+    for name, m in methods.items():
+        val = m[f"validation_ndcg@{k}"]
+        cells = [_settings(m["chosen"]), "—" if val is None else f"{val:.4f}"]
+        cells += [cell(m, f"{key}@{k}", _ci(m["intervals"][f"{key}@{k}"])) for key in INTERVAL_METRICS]
+        cells += [cell(m, key, f"{m[key]:.4f}") for key in (f"hit_rate@{k}", "coverage", "entropy")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    lines += ["", f"## Paired comparisons of NDCG@{k} (same users)", "",
+              "Difference = mean over users of (method − reference), with its 95% paired bootstrap "
+              "interval; p = two-sided paired randomization test (sign flips, "
+              f"{stats.PERMUTATIONS:,} resamples), Holm-corrected over all {len(report['comparisons'])} "
+              f"comparisons below. ✱ = significant at {report['alpha']} after correction.", ""]
+    for reference in dict.fromkeys(c["against"] for c in report["comparisons"]):
+        title = "the best method" if reference == report["best"] else "Top-K"
+        if reference == report["best"] == REFERENCE:
+            title = "Top-K, the best method"
+        lines += [f"Against {title} (`{reference}`):", "",
+                  "| method | difference | 95% interval | p | p (Holm) | |", "|---|---:|---:|---:|---:|---|"]
+        for c in report["comparisons"]:
+            if c["against"] == reference:
+                lines.append(f"| {c['method']} | {c['difference']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] "
+                             f"| {c['p_value']:.4f} | {c['p_holm']:.4f} | {'✱' if c['significant'] else ''} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
-def figure(metrics_dir: Path, names: list[str], path: Path) -> None:
+def colours(n: int) -> list:
+    """``n`` colours a reader can tell apart: tab10, then tab20's lighter shades."""
+    tab20 = plt.get_cmap("tab20").colors
+    return (list(plt.get_cmap("tab10").colors) + list(tab20[1::2]))[:n] if n <= 20 else \
+        [plt.get_cmap("turbo")(x) for x in np.linspace(0, 1, n)]
+
+
+def figure(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str], path: Path) -> None:
+    """Three per-position panels; the cumulative NDCG panel carries each method's 95% band."""
+    _, recs, relevant = per_user(recs_dir, test, names)
     curves = {name: pd.read_csv(metrics_dir / "positions" / f"{name}.csv") for name in names}
     panels = [("hit_rate_at_p", "HR@10 against the p-th future item"),
               ("ndcg_at_p", "NDCG@10 against the p-th future item"),
-              ("ndcg_first_p", "NDCG@10 against the first p items")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2))
-    for ax, (column, title) in zip(axes, panels):
-        for name, curve in curves.items():
-            dashed = name in BASELINES  # the comparison models, apart from the generation strategies
-            ax.plot(curve["position"], curve[column], marker="o", markersize=3, label=name,
-                    linestyle="--" if dashed else "-")
+              ("ndcg_first_p", "NDCG@10 against the first p items (95% band)")]
+    markers = "osD^v<>ph*"
+    fig, axes = plt.subplots(1, len(panels), figsize=(16, 4.6))
+    for (name, curve), colour, marker in zip(curves.items(), colours(len(curves)), markers * 3):
+        style = dict(color=colour, marker=marker, markersize=3, label=name,
+                     linestyle="--" if name in BASELINES else "-")
+        for ax, (column, _) in zip(axes, panels):
+            ax.plot(curve["position"], curve[column], **style)
+        bands = [stats.interval(metrics.per_user(recs[name], relevant[:, :p])["ndcg"], SEED)
+                 for p in curve["position"]]
+        axes[2].fill_between(curve["position"], [b.low for b in bands], [b.high for b in bands],
+                             color=colour, alpha=0.12, linewidth=0)
+    for ax, (_, title) in zip(axes, panels):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("position p in the held-out future")
-        ax.set_xticks(range(1, len(next(iter(curves.values()))) + 1))
+        ax.set_xticks(range(1, relevant.shape[1] + 1))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,8 +1,11 @@
-"""Stage `report`: compare all strategies in one table (markdown, JSON) and one figure."""
+"""Stage `report`: compare all methods on the test users, with bootstrap intervals and paired
+tests (markdown, JSON), and the per-position figure."""
 
 import argparse
 import json
 from pathlib import Path
+
+import pandas as pd
 
 from genrec import report
 from genrec.errors import stage_main
@@ -14,16 +17,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="+", help="strategies (and baselines) to compare, in table order")
     parser.add_argument("--metrics", default="metrics", type=Path)
+    parser.add_argument("--recs", default="data/recs", type=Path)
+    parser.add_argument("--split", default="data/split", type=Path)
     args = parser.parse_args()
 
-    frame = report.table(args.metrics, args.names)
+    test = pd.read_parquet(args.split / "test.parquet")
+    result = report.build(args.metrics, args.recs, test, args.names)
+    text = report.markdown(result)
     with atomic_path(args.metrics / "report.md") as tmp:
-        tmp.write_text(report.markdown(frame))
+        tmp.write_text(text)
     with atomic_path(args.metrics / "report.json") as tmp:
-        tmp.write_text(json.dumps(frame.to_dict(orient="index"), indent=2) + "\n")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     with atomic_path(args.metrics / "positions.png") as tmp:
-        report.figure(args.metrics, args.names, tmp)
-    print(report.markdown(frame))
+        report.figure(args.metrics, args.recs, test, args.names, tmp)
+    print(text)
 
 
 if __name__ == "__main__":
