@@ -1,0 +1,110 @@
+"""Repeat the whole comparison over seeds with DVC's experiment queue, and summarise it.
+
+    python -m genrec.seeds queue 1 2 3 4 5   # one queued experiment per seed: every model's and sampling's seed
+    dvc exp run --run-all                    # run the queue (or: dvc queue start; dvc queue status)
+    python -m genrec.seeds table --out metrics/seeds.md
+
+``table`` reads ``dvc exp show --json`` and prints (and writes) each method's test NDCG@10,
+mean ± standard deviation over the experiments named ``seed-<n>``. The split stays fixed, so
+the spread is that of training and sampling, the noise a strategy comparison has to beat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from genrec.errors import UserError, stage_main
+from genrec.io import atomic_path
+
+# Every seed of a trained model or of sampling; split.seed is left alone (same users everywhere).
+SEED_PARAMS = ("train.seed", "generation.seed", "bpr.seed", "sasrec.seed", "bert4rec.seed")
+PREFIX = "seed-"
+
+
+def queue(seeds: list[int]) -> None:
+    for seed in seeds:
+        command = ["dvc", "exp", "run", "--queue", "--name", f"{PREFIX}{seed}"]
+        for key in SEED_PARAMS:
+            command += ["-S", f"{key}={seed}"]
+        print(" ".join(command), flush=True)
+        if subprocess.run(command).returncode != 0:
+            raise UserError(f"queuing the experiment for seed {seed} failed (see dvc's message above)")
+
+
+def experiments(shown: Any) -> Iterator[tuple[str, dict]]:
+    """(name, data) of every experiment in ``dvc exp show --json``'s nested output."""
+    if isinstance(shown, list):
+        for entry in shown:
+            yield from experiments(entry)
+    elif isinstance(shown, dict):
+        if shown.get("name") and isinstance(shown.get("data"), dict) and "metrics" in shown["data"]:
+            yield shown["name"], shown["data"]
+        for key in ("experiments", "revs"):
+            yield from experiments(shown.get(key))
+
+
+def ndcg_by_seed(shown: Any, metric: str = "ndcg@10") -> dict[str, dict[str, float]]:
+    """{experiment name: {method: test metric}} for the ``seed-<n>`` experiments."""
+    table = {}
+    for name, data in experiments(shown):
+        if not name.startswith(PREFIX):
+            continue
+        methods = {}
+        for path, content in (data.get("metrics") or {}).items():
+            values = (content or {}).get("data") or {}
+            method = Path(path).stem
+            if Path(path).parent == Path("metrics") and metric in values:
+                methods[method] = values[metric]
+        if methods:  # a queued, running or failed experiment has no metrics yet
+            table[name] = methods
+    return table
+
+
+def summary(table: dict[str, dict[str, float]]) -> str:
+    if not table:
+        raise UserError("no finished experiments named seed-<n>: queue them with "
+                        "'python -m genrec.seeds queue 1 2 3' and run 'dvc exp run --run-all' first")
+    methods = list(dict.fromkeys(m for values in table.values() for m in values))
+    names = sorted(table, key=lambda n: int(n[len(PREFIX):]) if n[len(PREFIX):].isdigit() else n)
+    lines = [f"Test NDCG@10 over {len(names)} seeds ({', '.join(names)}): mean ± standard deviation (ddof 1)",
+             "", "| method | mean ± sd | min | max | " + " | ".join(names) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(names)]
+    for method in methods:
+        values = np.array([table[n].get(method, np.nan) for n in names], dtype=float)
+        sd = np.nanstd(values, ddof=1) if np.sum(~np.isnan(values)) > 1 else float("nan")
+        lines.append(f"| {method} | {np.nanmean(values):.4f} ± {sd:.4f} | {np.nanmin(values):.4f} | "
+                     f"{np.nanmax(values):.4f} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@stage_main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    queued = commands.add_parser("queue", help="queue one experiment per seed")
+    queued.add_argument("seeds", nargs="+", type=int)
+    shown = commands.add_parser("table", help="mean ± sd of each method's test NDCG@10 over the seed experiments")
+    shown.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+    if args.command == "queue":
+        queue(args.seeds)
+        return
+    result = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"'dvc exp show --json' failed: {result.stderr.strip().splitlines()[-1:]}")
+    text = summary(ndcg_by_seed(json.loads(result.stdout)))
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
+    sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

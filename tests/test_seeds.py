@@ -1,0 +1,79 @@
+"""genrec.seeds: queue one experiment per seed with the real DVC queue, run it, and read the
+seed table from `dvc exp show --json` (on a toy pipeline, so it takes seconds, not minutes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genrec import seeds
+from genrec.errors import UserError
+
+STAGE = """\
+import json, os, yaml
+os.makedirs("metrics/validation", exist_ok=True)
+p = yaml.safe_load(open("params.yaml"))
+json.dump({"ndcg@10": p["train"]["seed"] / 10, "users": 3}, open("metrics/topk.json", "w"))
+json.dump({"ndcg@10": p["generation"]["seed"] / 100 + p["sasrec"]["seed"] / 1000}, open("metrics/rra.json", "w"))
+json.dump({"ndcg@10": 0.5}, open("metrics/validation/rra.json", "w"))  # not a test result
+"""
+PIPELINE = """\
+stages:
+  toy:
+    cmd: python toy.py
+    deps: [toy.py]
+    params: [train.seed, generation.seed, bpr.seed, sasrec.seed, bert4rec.seed]
+    metrics:
+      - metrics/topk.json: {cache: false}
+      - metrics/rra.json: {cache: false}
+      - metrics/validation/rra.json: {cache: false}
+"""
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_queue_run_and_table(tmp_path):
+    (tmp_path / "toy.py").write_text(STAGE)
+    (tmp_path / "dvc.yaml").write_text(PIPELINE)
+    (tmp_path / "params.yaml").write_text("".join(f"{section}: {{seed: 1}}\n" for section in
+                                                  ("train", "generation", "bpr", "sasrec", "bert4rec")))
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
+                    ["git", "add", "-A"], ["git", "commit", "-qm", "toy"]):
+        run(command, tmp_path)
+    run([sys.executable, "-m", "genrec.seeds", "queue", "2", "3"], tmp_path)
+    run(["dvc", "exp", "run", "--run-all"], tmp_path)
+    out = run([sys.executable, "-m", "genrec.seeds", "table", "--out", "seeds.md"], tmp_path).stdout
+    assert out == (tmp_path / "seeds.md").read_text()
+    assert "over 2 seeds (seed-2, seed-3)" in out
+    # topk: 0.2 and 0.3; rra: every seed moved together (generation and sasrec seeds alike)
+    assert "| topk | 0.2500 ± 0.0707 | 0.2000 | 0.3000 | 0.2000 | 0.3000 |" in out
+    assert "| rra | 0.0275 ± 0.0078 | 0.0220 | 0.0330 | 0.0220 | 0.0330 |" in out
+    assert "validation" not in out
+
+
+def test_table_without_seed_experiments_is_a_clear_error():
+    shown = [{"rev": "workspace", "name": None, "data": {"metrics": {}}, "experiments": None}]
+    with pytest.raises(UserError, match="no finished experiments named seed-<n>"):
+        seeds.summary(seeds.ndcg_by_seed(shown))
+
+
+def test_ndcg_by_seed_reads_nested_experiments():
+    def data(value):
+        return {"metrics": {"metrics/topk.json": {"data": {"ndcg@10": value}},
+                            "metrics/train/metrics.json": {"data": {"ndcg@10": 9.0}}}}
+    shown = [{"rev": "abc", "name": "main", "data": data(0.1), "experiments": [
+        {"revs": [{"rev": "d1", "name": "seed-1", "data": data(0.2), "experiments": None}], "name": "seed-1"},
+        {"revs": [{"rev": "d2", "name": "other", "data": data(0.3), "experiments": None}], "name": "other"},
+    ]}]
+    assert seeds.ndcg_by_seed(shown) == {"seed-1": {"topk": 0.2}}
