@@ -85,8 +85,19 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo: Path) -> None:
         assert 0.0 <= metrics["ndcg@5"] <= 1.0
         positions = pd.read_csv(repo / f"metrics/positions/{strategy}.csv")
         assert positions["position"].tolist() == [1, 2, 3, 4, 5]
+        validation = json.loads((repo / f"metrics/validation/{strategy}.json").read_text())
+        assert set(validation) == set(metrics)
+    # params.yaml's grids: each tuned strategy tried every combination of its keys on validation.
+    grid = yaml.safe_load((repo / "params.yaml").read_text())["generation"]
+    tuning = pd.read_csv(repo / "metrics/tuning/rra.csv")
+    assert len(tuning) == len(grid["temperature"]) * len(grid["top_k"])  # num_sequences is a single value here
+    best = tuning.loc[tuning["ndcg@5"].idxmax()]  # idxmax: the first of equal maxima
+    rra = json.loads((repo / "metrics/rra.json").read_text())
+    assert rra["chosen"] == {"temperature": best["temperature"], "top_k": best["top_k"], "num_sequences": 3}
+    assert len(pd.read_csv(repo / "metrics/tuning/beam.csv")) == len(grid["num_beams"])
     report = json.loads((repo / "metrics/report.json").read_text())
-    assert list(report) == STRATEGIES + BASELINES
+    assert list(report["methods"]) == STRATEGIES + BASELINES
+    assert report["methods"]["rra"]["chosen"] == rra["chosen"]
     assert (repo / "metrics/positions.png").stat().st_size > 0
     # A second repro finds everything up to date.
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo).stdout
@@ -103,6 +114,10 @@ def test_temperature_experiment_reruns_only_temperature_stages(repo: Path) -> No
     assert "Stage 'train' didn't change, skipping" in out
     diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
     assert "metrics/rra.json" in diff or "metrics/ra.json" in diff or "metrics/sampling.json" in diff
+    # The temperature is fixed; top_k is still tuned.
+    tuning = pd.read_csv(repo / "metrics/tuning/rra.csv")
+    assert set(tuning["temperature"]) == {0.3} and len(tuning) == len(set(tuning["top_k"])) > 1
+    assert json.loads((repo / "metrics/rra.json").read_text())["chosen"]["temperature"] == 0.3
 
 
 def test_baseline_experiment_reruns_only_that_baseline(repo: Path) -> None:
