@@ -19,6 +19,7 @@ from genrec import engine
 from genrec.model import rank_next_items
 from genrec.errors import UserError
 from genrec.params import require
+from genrec.progress import Progress
 from genrec.sequences import UserSequences
 
 STRATEGIES = ("topk", "greedy", "beam", "sampling", "rra", "ra")
@@ -128,8 +129,9 @@ def auto_batch_size(strategy: str, params: GenerationParams, num_items: int, win
 
 
 def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
-              params: GenerationParams) -> np.ndarray:
-    """(len(users), horizon) recommended item ids in rank order."""
+              params: GenerationParams, progress: str | None = None) -> np.ndarray:
+    """(len(users), horizon) recommended item ids in rank order; with ``progress``, a bar (or one
+    line per batch in a log) of that name."""
     model.eval()  # no dropout: recommendations must not change between runs
     device = next(model.parameters()).device
     config = model.config
@@ -144,12 +146,17 @@ def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
                           generator=torch.Generator().manual_seed(params.seed)) if strategy in SAMPLED else None
     decoder = engine.Decoder(model)
     out = []
+    bar = Progress(len(users), progress, "users") if progress else None
     for start in range(0, len(users), batch_size):
         batch = np.asarray(users[start:start + batch_size])
         prompts = torch.from_numpy(sequences.last_items(batch, window, side="left")).to(device)
         seen = sequences.seen_mask(batch, config.vocab_size - 1, device)
         batch_uniforms = None if uniforms is None else uniforms[start:start + batch_size].to(device)
         out.append(generate_batch(strategy, decoder, prompts, seen, params, uniforms=batch_uniforms).cpu())
+        if bar:
+            bar.update(len(batch))
+    if bar:
+        bar.close()
     return torch.cat(out).numpy()
 
 

@@ -7,37 +7,35 @@ Only validation users and their targets are passed in, so test data cannot sway 
 
 from __future__ import annotations
 
-import time
-from typing import Callable
-
 import numpy as np
 import pandas as pd
 
 from genrec import metrics
+from genrec.progress import Progress
 from genrec.sequences import UserSequences
 from genrec.strategies import GenerationParams, recommend
 
 
 def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targets: pd.DataFrame,
-         num_train_items: int, config: GenerationParams, log: Callable[[str], None] = print
+         num_train_items: int, config: GenerationParams, show_progress: bool = True
          ) -> tuple[GenerationParams, pd.DataFrame, np.ndarray]:
     """The chosen setting, the grid with its validation metrics (one row per point, in grid
     order, ``chosen`` marking the winner) and the chosen setting's validation recommendations."""
     grid = config.grid(strategy)
     key = f"ndcg@{config.horizon}"
     rows, best, best_recs = [], None, None
-    for index, point in enumerate(grid, start=1):
-        start = time.perf_counter()
+    bar = Progress(len(grid), f"{strategy} tuning on {len(users)} validation users", "settings") \
+        if show_progress and len(grid) > 1 else None
+    for index, point in enumerate(grid):
         recs = recommend(strategy, model, sequences, users, point)
         summary, _ = metrics.evaluate(recs, users, targets, num_train_items)
         rows.append({**point.chosen(strategy), **summary})
         if best is None or summary[key] > rows[best][key]:  # strictly better: ties keep the earlier point
-            best, best_recs = index - 1, recs
-        if len(grid) > 1:
-            seconds = time.perf_counter() - start
-            log(f"{strategy} tuning {index}/{len(grid)}: "
-                + ", ".join(f"{k} {v}" for k, v in point.chosen(strategy).items())
-                + f" -> validation {key} {summary[key]:.4f} ({len(users) / seconds:.0f} users/s)")
+            best, best_recs = index, recs
+        if bar:
+            bar.update(**point.chosen(strategy), **{key: summary[key], f"best {key}": rows[best][key]})
+    if bar:
+        bar.close()
     table = pd.DataFrame(rows)
     table.insert(len(grid[0].chosen(strategy)), "chosen", np.arange(len(grid)) == best)
     return grid[best], table, best_recs

@@ -17,6 +17,7 @@ from genrec.baselines import NAMES
 from genrec.baselines.common import Data
 from genrec.errors import stage_main
 from genrec.model import resolve_device
+from genrec.progress import Progress
 from genrec.sequences import UserSequences
 
 
@@ -50,7 +51,8 @@ def main() -> None:
 
     start = time.perf_counter()
     if baseline.TRAINED:
-        with Live(f"{args.metrics}/{name}_train", dvcyaml=False, save_dvc_exp=False) as live:
+        with Live(f"{args.metrics}/{name}_train", dvcyaml=False, save_dvc_exp=False) as live, \
+                Progress(config.max_epochs, f"train {name}", "epochs") as bar:
             def log(epoch) -> None:
                 live.step = epoch.epoch  # epochs trained (BPR validates every bpr.eval_every epochs)
                 for key, value in epoch.train.items():
@@ -59,9 +61,8 @@ def main() -> None:
                 live.log_metric("val/hr@10", epoch.hit_rate)
                 live.log_metric("epoch_seconds", round(epoch.seconds, 3))
                 live.next_step()
-                print(f"epoch {epoch.epoch}: " + "".join(f"{k} {v:.4f}, " for k, v in epoch.train.items())
-                      + f"val NDCG@10 {epoch.ndcg:.4f}, HR@10 {epoch.hit_rate:.4f} ({epoch.seconds:.1f} s)",
-                      flush=True)
+                bar.update(epoch.epoch - bar.done, **epoch.train, **{"val ndcg@10": epoch.ndcg},
+                           seconds=round(epoch.seconds, 1))
 
             recs, result = baseline.fit_recommend(data, both, config, device, on_epoch=log)
             # The summary is the best epoch, not the last one: its model made the recommendations.

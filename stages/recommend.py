@@ -45,8 +45,7 @@ def main() -> None:
     model = load(args.model, device)
 
     # Validation users only: the test users are scored once, with the chosen setting.
-    chosen, grid, val_recs = tune(strategy, model, sequences, val_users, validation, num_train_items, config,
-                                  log=lambda line: print(line, flush=True))
+    chosen, grid, val_recs = tune(strategy, model, sequences, val_users, validation, num_train_items, config)
     extra = {"chosen": chosen.chosen(strategy)} if TUNED[strategy] else {}
     if TUNED[strategy]:
         with atomic_path(f"{args.metrics}/tuning/{strategy}.csv") as tmp:
@@ -54,7 +53,7 @@ def main() -> None:
     metrics.write_validation(strategy, val_users, val_recs, validation, num_train_items, args.metrics, extra)
 
     start = time.perf_counter()
-    recs = recommend(strategy, model, sequences, users, chosen)
+    recs = recommend(strategy, model, sequences, users, chosen, progress=f"{strategy} on the test users")
     seconds = time.perf_counter() - start
 
     summary = metrics.write_results(strategy, users, recs, test, num_train_items,

@@ -6,12 +6,12 @@ import json
 import pandas as pd
 import torch
 from dvclive import Live
-from tqdm import tqdm
 
 from genrec import params
 from genrec.errors import stage_main
 from genrec.io import atomic_path
 from genrec.model import ModelParams, build, resolve_device
+from genrec.progress import Progress
 from genrec.sequences import UserSequences
 from genrec.training import TrainParams, train
 
@@ -35,16 +35,16 @@ def main() -> None:
     torch.manual_seed(train_params.seed)  # the initial weights come from train.seed too
     model = build(meta["num_items"], model_params)
 
+    # The total is max_epochs; early stopping usually ends the run sooner.
     with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live, \
-            tqdm(total=train_params.max_epochs, desc="epochs", unit="epoch") as bar:
+            Progress(train_params.max_epochs, "train GPT-2", "epochs") as bar:
         def log(epoch) -> None:
             live.log_metric("train/loss", epoch.loss)
             live.log_metric("val/ndcg@10", epoch.ndcg)
             live.log_metric("val/hr@10", epoch.hit_rate)
             live.log_metric("epoch_seconds", round(epoch.seconds, 3))
             live.next_step()
-            bar.update()
-            bar.set_postfix(loss=f"{epoch.loss:.4f}", ndcg=f"{epoch.ndcg:.4f}")
+            bar.update(loss=epoch.loss, **{"val ndcg@10": epoch.ndcg}, seconds=round(epoch.seconds, 1))
 
         result = train(model, sequences, first["user_id"].to_numpy(), first["item_id"].to_numpy(),
                        train_params, device, on_epoch=log)

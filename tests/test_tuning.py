@@ -60,7 +60,8 @@ MODEL = tiny_model()
 
 @pytest.mark.parametrize("strategy", ["beam", "rra", "sampling"])
 def test_tune_picks_the_first_validation_argmax(strategy):
-    chosen, table, recs = tune(strategy, MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, CONFIG, log=lambda _: None)
+    chosen, table, recs = tune(strategy, MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, CONFIG,
+                               show_progress=False)
     grid = CONFIG.grid(strategy)
     assert len(table) == len(grid) and table["chosen"].sum() == 1
     # Every row is the point's validation metrics, computed here directly.
@@ -76,7 +77,7 @@ def test_tune_picks_the_first_validation_argmax(strategy):
 
 def test_ties_go_to_the_earlier_grid_point():
     config = GenerationParams(horizon=HORIZON, num_beams=[2, 2, 2], device="cpu")
-    chosen, table, _ = tune("beam", MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, config, log=lambda _: None)
+    chosen, table, _ = tune("beam", MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, config, show_progress=False)
     assert table["chosen"].tolist() == [True, False, False]
 
 
@@ -123,7 +124,8 @@ def test_stage_choice_ignores_the_test_users(folder):
     chosen = table[table["chosen"]].iloc[0]
     assert first["chosen"] == {"temperature": chosen["temperature"], "top_k": chosen["top_k"], "num_sequences": 4}
     validation = json.loads((folder / "metrics/validation/rra.json").read_text())
-    assert validation[f"ndcg@{HORIZON}"] == pytest.approx(chosen[f"ndcg@{HORIZON}"], abs=1e-6)  # the CSV keeps 6 decimals
+    # the CSV keeps 6 decimals
+    assert validation[f"ndcg@{HORIZON}"] == pytest.approx(chosen[f"ndcg@{HORIZON}"], abs=1e-6)
     assert set(validation) == set(first)  # the same keys as the test result
 
     # A test split whose targets are exactly what another grid point recommends: were the test
