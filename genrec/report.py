@@ -130,6 +130,14 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def positions(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
+    """Every method's per-position curves in one long table (``method`` first): what the
+    DVC plots draw, one colour per method."""
+    return pd.concat([pd.read_csv(metrics_dir / "positions" / f"{name}.csv").assign(method=name)
+                      for name in names])[["method", "position", "users", "hit_rate_at_p", "ndcg_at_p",
+                                           "ndcg_first_p", "recall_first_p"]]
+
+
 def colours(n: int) -> list:
     """``n`` colours a reader can tell apart: tab10, then tab20's lighter shades."""
     tab20 = plt.get_cmap("tab20").colors

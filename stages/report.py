@@ -1,5 +1,6 @@
 """Stage `report`: compare all methods on the test users, with bootstrap intervals and paired
-tests (markdown, JSON), and the per-position figure."""
+tests (markdown, JSON), the per-position figure, and all per-position curves in one table for
+`dvc plots`."""
 
 import argparse
 import json
@@ -28,6 +29,8 @@ def main() -> None:
         tmp.write_text(text)
     with atomic_path(args.metrics / "report.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
+    with atomic_path(args.metrics / "positions.csv") as tmp:
+        report.positions(args.metrics, args.names).to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(args.metrics / "positions.png") as tmp:
         report.figure(args.metrics, args.recs, test, args.names, tmp)
     print(text)

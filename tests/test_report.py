@@ -104,3 +104,11 @@ def test_recommendations_for_other_users_are_refused(built, tmp_path):
     folder, test, _ = built
     with pytest.raises(Exception, match="does not hold exactly the test users"):
         report.build(folder / "metrics", folder / "recs", test[test["user_id"] != 100], ["topk"])
+
+
+def test_positions_table_holds_every_method(built):
+    folder, _, _ = built
+    table = report.positions(folder / "metrics", ["topk", "greedy", "perfect"])
+    assert table["method"].unique().tolist() == ["topk", "greedy", "perfect"]
+    assert len(table) == 3 * K and table.columns[0] == "method"
+    assert table.query("method == 'perfect'")["ndcg_first_p"].tolist() == pytest.approx([1.0] * K)
