@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from genrec.sequences import UserSequences
 from helpers import cyclic_walks
 from helpers import run_stage as run_stage_module
 
+REPO = Path(__file__).resolve().parents[1]
 MODULES = {"popularity": popularity, "bpr": bpr, "sasrec": sasrec, "bert4rec": bert4rec}
 CPU = torch.device("cpu")
 

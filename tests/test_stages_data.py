@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -19,6 +20,8 @@ import yaml
 
 from helpers import run_stage as run_stage_module
 
+REPO = Path(__file__).resolve().parents[1]
+STAGES = REPO / "stages"
 
 PARAMS = {
     "data": {"dataset": None},  # set per test
