@@ -231,6 +231,25 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
 # --- a user's own file ------------------------------------------------------------------
 
 
+def experiment_copy_hint(path: Path) -> str:
+    """Why a relative ``path`` is missing, when the stage runs in an experiment's copy of the repo.
+
+    ``dvc exp run --queue`` and ``--temp`` run the stages in a temporary copy of the
+    repository that holds the files in git and the stages' DVC-tracked data only (not a
+    file ``dvc add``-ed on its own), and set ``DVC_ROOT`` to the user's own workspace,
+    which is then not the working directory. Returns "" otherwise.
+    """
+    root = os.environ.get("DVC_ROOT")
+    if path.is_absolute() or not root or Path(root).resolve() == Path.cwd().resolve():
+        return ""
+    where = "is in your workspace but " if (Path(root) / path).is_file() else ""
+    # --copy-paths gets the top folder: DVC cannot copy a file into a folder the copy lacks.
+    return (f"data.dataset file {path} {where}is not in this experiment's temporary copy of the repository "
+            f"(dvc exp run --queue/--temp copy only the files in git); give an absolute path "
+            f"(-S data.dataset={Path(root).resolve() / path}), copy it in "
+            f"(dvc exp run --queue --copy-paths {path.parts[0]} ...), or commit it to git")
+
+
 def read_user_file(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file with ``user_id, item_id, timestamp`` (extra columns ignored).
 
@@ -239,7 +258,8 @@ def read_user_file(path: Path) -> pd.DataFrame:
     """
     label = f"data.dataset file {path}"
     if not path.is_file():
-        raise UserError(f"{label} does not exist; give an existing .csv or .parquet path or ml-100k/ml-1m/ml-20m")
+        raise UserError(experiment_copy_hint(path) or
+                        f"{label} does not exist; give an existing .csv or .parquet path or ml-100k/ml-1m/ml-20m")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(path)

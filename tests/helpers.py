@@ -1,9 +1,26 @@
-"""Small generated data shared by the model tests."""
+"""Small generated data shared by the model tests, and running a stage as dvc.yaml does."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from genrec.sequences import UserSequences
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_stage(stage: str, *args: str, cwd: Path, env: dict | None = None,
+              timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run stage module ``stages.<stage>`` as dvc.yaml does (``python -m``) in the folder ``cwd``,
+    with this checkout's ``stages`` and ``genrec`` first on the path, as in the workspace DVC runs in."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def cyclic_walks(num_users: int, num_items: int, seed: int = 0) -> tuple[UserSequences, np.ndarray]:

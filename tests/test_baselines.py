@@ -21,6 +21,7 @@ from genrec.baselines.common import Data
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
 from helpers import cyclic_walks
+from helpers import run_stage as run_stage_module
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = {"popularity": popularity, "bpr": bpr, "sasrec": sasrec, "bert4rec": bert4rec}
@@ -321,8 +322,7 @@ def write_split(folder: Path, data: Data) -> None:
 
 def run_stage(folder: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO / "stages" / "baseline.py"), *args], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_stage_module("baseline", *args, cwd=folder, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")

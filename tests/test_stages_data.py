@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from helpers import run_stage as run_stage_module
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = REPO / "stages"
 
@@ -52,8 +54,7 @@ def write_params(folder: Path, **sections) -> None:
 
 def run_stage(folder: Path, stage: str, **env_vars: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "GENREC_CACHE_DIR": str(folder / ".cache"), **env_vars}
-    return subprocess.run([sys.executable, str(STAGES / f"{stage}.py")], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return run_stage_module(stage, cwd=folder, env=env)
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import run_stage
+
 REPO = Path(__file__).resolve().parents[1]
 GOOD = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -18,8 +20,7 @@ def run(folder: Path, script: str, *args: str, **overrides: dict) -> subprocess.
     for name, values in overrides.items():
         params[name].update(values)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run([sys.executable, str(REPO / "stages" / script), *args], cwd=folder,
-                          capture_output=True, text=True, timeout=120)
+    return run_stage(script.removesuffix(".py"), *args, cwd=folder)
 
 
 def assert_clear_error(result: subprocess.CompletedProcess, parameter: str) -> None:

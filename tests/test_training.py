@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from genrec import params, training
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
 from genrec.training import TrainParams
-from helpers import cyclic_walks
+from helpers import cyclic_walks, run_stage
 
 NUM_ITEMS = 30
 TINY = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.0)
@@ -240,9 +241,7 @@ def test_train_stage_is_reproducible(tmp_path):
     for run in ("a", "b"):
         folder = tmp_path / run
         write_split(folder)
-        result = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "stages" / "train.py")],
-                                cwd=folder, capture_output=True, text=True, timeout=120,
-                                env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+        result = run_stage("train", cwd=folder, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert result.returncode == 0, result.stderr
         weights.append(load_file(folder / "data" / "model" / "model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
