@@ -1,4 +1,4 @@
-"""Benchmark the data stages (SPEC §2 preprocess, §3 split) on an ML-20M-sized table.
+"""Benchmark the data stages (docs/method.md §2 preprocess, §3 split) on an ML-20M-sized table.
 
 Generates a synthetic raw interactions table in memory (seeded numpy, a few seconds),
 then times ``genrec.preprocess.preprocess`` and ``genrec.split.split`` (leave_last_n and

@@ -1,4 +1,4 @@
-"""The generation engine behind every strategy (SPEC §5).
+"""The generation engine behind every strategy (docs/method.md §5).
 
 Each batch of users runs its prompt through GPT-2 once (the prefill); every sampled
 sequence or beam then attends to that one shared prompt cache plus a small,

@@ -1,4 +1,4 @@
-"""SPEC §6: ranking metrics over full rankings, per user first, then averaged.
+"""docs/method.md §6: ranking metrics over full rankings, per user first, then averaged.
 
 Inputs are dense arrays: ``recs`` (U, K) recommended item ids in rank order, and
 ``relevant`` (U, R) held-out item ids in time order, padded with 0 (item 0 is never an item).

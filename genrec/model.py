@@ -1,4 +1,4 @@
-"""The GPT-2 next-item model (SPEC §4): construction, device choice, saving and loading."""
+"""The GPT-2 next-item model (docs/method.md §4): construction, device choice, saving and loading."""
 
 from __future__ import annotations
 

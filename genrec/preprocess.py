@@ -1,4 +1,4 @@
-"""SPEC §2: frequency filters, a stable sort by user and time, and id remapping."""
+"""docs/method.md §2: frequency filters, a stable sort by user and time, and id remapping."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §3: hold out each user's future, and split the evaluated users into validation and test.
+"""docs/method.md §3: hold out each user's future, and split the evaluated users into validation and test.
 
 Every output is a long table; held-out tables have ``user_id, item_id, position`` with
 position 0..n-1 in time order.

@@ -1,4 +1,4 @@
-"""The six generation strategies of SPEC §5, on top of the engine.
+"""The six generation strategies of docs/method.md §5, on top of the engine.
 
 ``recommend`` turns a trained model and users' training sequences into a (users, K)
 matrix of ranked, unseen, non-repeating items.

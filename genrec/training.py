@@ -1,4 +1,4 @@
-"""SPEC §4: causal next-item training with validation-based early stopping."""
+"""docs/method.md §4: causal next-item training with validation-based early stopping."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Stages `popularity`, `bpr`, `sasrec`, `bert4rec`: train a baseline on the training sequences
 (early stopping on the validation users, dvclive learning curves), recommend for the validation
-and the test users and evaluate exactly as the generation strategies are (SPEC §6)."""
+and the test users and evaluate exactly as the generation strategies are (docs/method.md §6)."""
 
 import argparse
 import importlib

@@ -1,4 +1,4 @@
-"""Stage `preprocess`: filter, sort and remap ids (SPEC §2); write the dataset statistics."""
+"""Stage `preprocess`: filter, sort and remap ids (docs/method.md §2); write the dataset statistics."""
 
 import argparse
 import json

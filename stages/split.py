@@ -1,4 +1,4 @@
-"""Stage `split`: training sequences, validation and test targets (SPEC §3)."""
+"""Stage `split`: training sequences, validation and test targets (docs/method.md §3)."""
 
 import argparse
 import json

@@ -1,4 +1,4 @@
-"""genrec.datasets: GroupLens downloads, the recbole wheel, and a user's own file (SPEC §1)."""
+"""genrec.datasets: GroupLens downloads, the recbole wheel, and a user's own file (docs/method.md §1)."""
 
 from __future__ import annotations
 

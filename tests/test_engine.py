@@ -128,7 +128,7 @@ def test_sampled_strategies_equal_generate_without_a_top_50_cut(strategy, top_k)
 
 
 def test_no_top_k_samples_beyond_fifty_items():
-    """The engine's top_k 0 is no cut (SPEC §5): RA gives weight to more than 50 items per step."""
+    """The engine's top_k 0 is no cut (docs/method.md §5): RA gives weight to more than 50 items per step."""
     torch.manual_seed(0)
     _, scores = engine.decode(DECODER, PROMPTS, SEEN, 1, num_sequences=1, sample=True, temperature=1.0,
                               top_k=0, relevance=True)

@@ -1,4 +1,4 @@
-"""genrec.metrics: ranking metrics over full rankings (SPEC §6), by hand and against torchmetrics."""
+"""genrec.metrics: ranking metrics over full rankings (docs/method.md §6), by hand and against torchmetrics."""
 
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def test_against_torchmetrics_random():
     """NDCG, recall, precision and hit rate at 10 agree with torchmetrics on random data.
 
     MAP is not compared: torchmetrics' retrieval_average_precision(top_k=...) divides by
-    the number of relevant items retrieved in the top k, not by min(K, |rel|) as SPEC §6
+    the number of relevant items retrieved in the top k, not by min(K, |rel|) as docs/method.md §6
     (Microsoft recommenders) does, so MAP is only checked on the hand-computed cases above.
     """
     rng = np.random.default_rng(0)

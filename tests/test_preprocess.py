@@ -1,4 +1,4 @@
-"""genrec.preprocess: filters, stable sort and id remapping (SPEC §2)."""
+"""genrec.preprocess: filters, stable sort and id remapping (docs/method.md §2)."""
 
 from __future__ import annotations
 

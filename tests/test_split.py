@@ -1,4 +1,4 @@
-"""genrec.split: leave_last_n and global_time hold-outs, validation/test users (SPEC §3)."""
+"""genrec.split: leave_last_n and global_time hold-outs, validation/test users (docs/method.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""genrec.training: causal next-item training, validation NDCG@10 and early stopping (SPEC §4)."""
+"""genrec.training: causal next-item training, validation NDCG@10 and early stopping (docs/method.md §4)."""
 
 from __future__ import annotations
 

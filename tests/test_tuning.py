@@ -4,8 +4,6 @@ the earlier grid point, and the test users never sway the choice."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from genrec import model as gm
 from genrec.sequences import UserSequences
 from genrec.strategies import GenerationParams, recommend
 from genrec.tuning import tune
+from helpers import run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_ITEMS, HORIZON, N_POSITIONS = 40, 4, 16
@@ -109,16 +108,15 @@ def folder(tmp_path_factory) -> Path:
     return folder
 
 
-def run_stage(folder: Path, strategy: str) -> dict:
-    result = subprocess.run([sys.executable, str(REPO / "stages/recommend.py"), strategy, "--model", "model",
-                             "--split", "split", "--recs", f"recs/{strategy}.parquet", "--metrics", "metrics"],
-                            cwd=folder, capture_output=True, text=True, timeout=300)
+def run_recommend(folder: Path, strategy: str) -> dict:
+    result = run_stage("recommend", strategy, "--model", "model", "--split", "split",
+                       "--recs", f"recs/{strategy}.parquet", "--metrics", "metrics", cwd=folder, timeout=600)
     assert result.returncode == 0, result.stderr
     return json.loads((folder / f"metrics/{strategy}.json").read_text())
 
 
 def test_stage_choice_ignores_the_test_users(folder):
-    first = run_stage(folder, "rra")
+    first = run_recommend(folder, "rra")
     table = pd.read_csv(folder / "metrics/tuning/rra.csv")
     assert len(table) == 6 and table["chosen"].sum() == 1
     chosen = table[table["chosen"]].iloc[0]
@@ -137,14 +135,14 @@ def test_stage_choice_ignores_the_test_users(folder):
     rigged = metrics.recommendations_frame(TEST_USERS, recs).rename(columns={"rank": "position"})
     rigged["position"] -= 1
     rigged.to_parquet(folder / "split/test.parquet", index=False)
-    second = run_stage(folder, "rra")
+    second = run_recommend(folder, "rra")
     assert second["chosen"] == first["chosen"]
     pd.testing.assert_frame_equal(pd.read_csv(folder / "metrics/tuning/rra.csv"), table)
     assert second[f"ndcg@{HORIZON}"] < 1.0  # the rigged targets would have given the other point 1.0
 
 
 def test_stage_without_a_grid_writes_no_tuning_table(folder):
-    summary = run_stage(folder, "greedy")
+    summary = run_recommend(folder, "greedy")
     assert "chosen" not in summary
     assert not (folder / "metrics/tuning/greedy.csv").exists()
     assert (folder / "metrics/validation/greedy.json").exists()
