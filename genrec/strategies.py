@@ -95,9 +95,10 @@ def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
 
 
 def recommend_scored(strategy: str, model, sequences: UserSequences, users: np.ndarray,
-                     params: GenerationParams) -> tuple[np.ndarray, np.ndarray]:
+                     params: GenerationParams, streams: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``recommend``'s items and their scores (len(users), horizon): the next-item probability
-    (topk), the RRA or RA score (rra, ra); NaN where the order is the generation order."""
+    (topk), the RRA or RA score (rra, ra); NaN where the order is the generation order.
+    ``streams``: each row's random-number stream (``user_uniforms``), by default its user id."""
     model.eval()  # no dropout: recommendations must not change between runs
     device = next(model.parameters()).device
     config = model.config
@@ -109,8 +110,8 @@ def recommend_scored(strategy: str, model, sequences: UserSequences, users: np.n
         return items.numpy(), scores.numpy()
     # Every (user, sequence, step) gets its own random number, drawn up front from the seed,
     # so sampled recommendations depend on the seed and the user, not on the batch size or device.
-    uniforms = user_uniforms(params.seed, users, (sequences_per_user(strategy, params), params.horizon)
-                             ) if strategy in SAMPLED else None
+    uniforms = user_uniforms(params.seed, users if streams is None else streams,
+                             (sequences_per_user(strategy, params), params.horizon)) if strategy in SAMPLED else None
     decoder = engine.Decoder(model)
     out, out_scores = [], []
     for start in range(0, len(users), batch_size):
