@@ -4,9 +4,13 @@ import argparse
 import json
 from pathlib import Path
 
-from genrec import report
+import pandas as pd
+
+from genrec import examples, report
+from genrec.bundle import item_table
 from genrec.errors import stage_main
 from genrec.io import atomic_path
+from genrec.strategies import STRATEGIES
 
 
 @stage_main
@@ -14,11 +18,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="+", help="strategies (and baselines) to compare, in table order")
     parser.add_argument("--metrics", default="metrics", type=Path)
+    # The example users (genrec/examples.py): the split, the lists and the titles.
+    parser.add_argument("--split", default="data/split", type=Path)
+    parser.add_argument("--recs", default="data/recs", type=Path)
+    parser.add_argument("--prepared", default="data/prepared", type=Path)
+    parser.add_argument("--titles", default="data/raw/items.parquet", type=Path)
     args = parser.parse_args()
 
     frame = report.table(args.metrics, args.names)
+    shown = [name for name in args.names if name in STRATEGIES]  # the GPT-2 strategies
+    example_users = examples.section(
+        pd.read_parquet(args.split / "train.parquet"), pd.read_parquet(args.split / "test.parquet"),
+        {name: pd.read_parquet(args.recs / f"{name}.parquet") for name in shown},
+        item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles)),
+        pd.read_parquet(args.prepared / "users.parquet"))
     with atomic_path(args.metrics / "report.md") as tmp:
-        tmp.write_text(report.markdown(frame))
+        tmp.write_text(report.markdown(frame) + "\n" + example_users)
     with atomic_path(args.metrics / "report.json") as tmp:
         tmp.write_text(json.dumps(frame.to_dict(orient="index"), indent=2) + "\n")
     with atomic_path(args.metrics / "positions.png") as tmp:
