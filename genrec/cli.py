@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from genrec.errors import UserError
 from genrec.io import atomic_path
@@ -81,6 +82,10 @@ def run(args: argparse.Namespace) -> str:
         raise UserError("--output goes with --input; --history and --user print their recommendations")
     if args.input:
         histories = read_histories(args.input)
+    else:
+        # One history is a few small matrix products: threads only add overhead (and on a
+        # busy machine spin-wait for cores); measured in benchmarks/bench_recommend.py.
+        torch.set_num_threads(1)
     recommender = Recommender.load(args.model, args.device)
     params = recommender.params(args.strategy, args.k, **settings)  # bad settings fail before any work
     if args.input:

@@ -40,7 +40,8 @@ class Recommender:
         self.items = items.sort_values("item_id").reset_index(drop=True)  # row i holds item_id i + 1
         self.settings = settings
         # Raw ids are matched as text, so "50" and 50 name the same item (CSV, flags, Python).
-        self._item_of = dict(zip(self.items["raw_item_id"].astype(str), self.items["item_id"]))
+        self._item_of = dict(zip(self.items["raw_item_id"].astype(str), self.items["item_id"].tolist()))
+        self._raw_ids = self.items["raw_item_id"].to_numpy()
         self._user_of = dict(zip(users["raw_user_id"].astype(str), users["user_id"]))
         self._history = UserSequences.from_frame(history, len(users))
 
@@ -60,8 +61,7 @@ class Recommender:
     def recommend(self, history, strategy: str = "rra", k: int | None = None, **settings) -> pd.DataFrame:
         """``k`` items for one history of raw item ids, oldest first: ``rank, raw_item_id,
         title, score``. ``settings`` override the strategy's chosen ones (``temperature=0.3``)."""
-        frame = pd.DataFrame({"user": 0, "item": list(history)})
-        return self.recommend_many(frame, strategy, k, **settings).drop(columns="user")
+        return self._run([0], [list(history)], strategy, k, settings).drop(columns="user")
 
     def recommend_user(self, raw_user_id, strategy: str = "rra", k: int | None = None, **settings) -> pd.DataFrame:
         """``recommend`` for a user of the dataset, from their training history."""
@@ -77,31 +77,36 @@ class Recommender:
                        **settings) -> pd.DataFrame:
         """Many histories at once, in one batched run: ``frame`` has ``user, item`` rows (raw
         item ids), each user's in time order. Returns ``user, rank, raw_item_id, title, score``."""
-        params = self.params(strategy, k, **settings)
         missing = [c for c in ("user", "item") if c not in frame.columns]
         if missing:
             raise UserError(f"the histories lack column(s) {', '.join(missing)}; they need user, item rows")
-        names = pd.unique(frame["user"])  # users in order of first appearance
-        if len(names) == 0:
+        histories = frame.groupby("user", sort=False)["item"].agg(list)  # users in order of first appearance
+        return self._run(list(histories.index), list(histories), strategy, k, settings)
+
+    def _run(self, names: list, histories: list[list], strategy: str, k: int | None, settings: dict) -> pd.DataFrame:
+        params = self.params(strategy, k, **settings)
+        if not histories:
             raise UserError("no history given: give at least one raw item id")
-        rows = pd.DataFrame({"user_id": pd.Categorical(frame["user"], categories=names).codes,
-                             "item_id": frame["item"].astype(str).map(self._item_of)})
-        unknown = frame.loc[rows["item_id"].isna().to_numpy(), "item"]
-        if len(unknown):
-            shown = ", ".join(map(str, pd.unique(unknown)[:5])) + (", ..." if unknown.nunique() > 5 else "")
-            warnings.warn(f"{len(unknown)} unknown item id(s) skipped ({shown}): not in the model's catalogue",
-                          UnknownItemsWarning, stacklevel=2)
-        rows = rows.dropna().astype({"item_id": np.int64}).sort_values("user_id", kind="stable")
-        empty = sorted(set(range(len(names))) - set(rows["user_id"]))
-        if empty:
-            whose = f"user {names[empty[0]]}'s history" if len(names) > 1 else "the history"
-            raise UserError(f"{whose} has no item id the model knows; give raw item ids of the dataset")
-        sequences = UserSequences.from_frame(rows, len(names))
+        encoded, unknown = [], []
+        for name, history in zip(names, histories):
+            ids = [self._item_of.get(str(item)) for item in history]
+            unknown += [item for item, i in zip(history, ids) if i is None]
+            encoded.append([i for i in ids if i is not None])
+            if not encoded[-1]:
+                whose = f"user {name}'s history" if len(names) > 1 else "the history"
+                raise UserError(f"{whose} has no item id the model knows; give raw item ids of the dataset")
+        if unknown:
+            shown = ", ".join(map(str, pd.unique(pd.Series(unknown, dtype=object))[:5]))
+            warnings.warn(f"{len(unknown)} unknown item id(s) skipped ({shown}{', ...' if len(set(unknown)) > 5 else ''}): "
+                          "not in the model's catalogue", UnknownItemsWarning, stacklevel=3)
+        lengths = np.array([len(e) for e in encoded])
+        sequences = UserSequences(indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                                  items=np.fromiter((i for e in encoded for i in e), np.int64, lengths.sum()))
         # Every given history draws from stream 0: the same history gets the same list wherever it is.
-        items, scores = recommend_scored(strategy, self.model, sequences, np.arange(len(names)), params,
-                                         streams=np.zeros(len(names), dtype=np.int64))
+        items, scores = recommend_scored(strategy, self.model, sequences, np.arange(len(encoded)), params,
+                                         streams=np.zeros(len(encoded), dtype=np.int64))
         out = self._frame(items, scores)
-        out["user"] = names[out["user"].to_numpy()]
+        out["user"] = pd.Series(names, dtype=object).to_numpy()[out["user"].to_numpy()]
         return out
 
     # --- helpers -----------------------------------------------------------------------------
@@ -133,7 +138,7 @@ class Recommender:
     def _frame(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
         """(users, K) internal ids and scores to long rows ``user, rank, raw_item_id, title, score``."""
         n, k = items.shape
-        chosen = self.items.iloc[items.reshape(-1) - 1]
+        rows = items.reshape(-1) - 1  # item_id i is row i - 1
         return pd.DataFrame({"user": np.repeat(np.arange(n), k), "rank": np.tile(np.arange(1, k + 1), n),
-                             "raw_item_id": chosen["raw_item_id"].to_numpy(),
-                             "title": chosen["title"].to_numpy(), "score": scores.reshape(-1)})
+                             "raw_item_id": self._raw_ids[rows], "title": self.items["title"].array.take(rows),
+                             "score": scores.reshape(-1)})
