@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--input", type=Path, help="a CSV of user,item rows (raw ids), each user's in time order")
     p.add_argument("--output", type=Path, help="with --input: write the recommendations here (.csv or .parquet); "
                                                "default: print them")
-    p.add_argument("--strategy", default="rra", choices=STRATEGIES)
+    p.add_argument("--strategy", default="rra", choices=STRATEGIES, help="default: %(default)s")
     p.add_argument("-k", type=positive_int, help="items to recommend (the generation horizon); default: chosen")
     p.add_argument("--temperature", type=float, help="sampling, rra, ra")
     p.add_argument("--top-k", dest="top_k", type=int, help="sampling, rra, ra: keep the k most likely items (0: all)")
@@ -140,13 +140,18 @@ def records(recs: pd.DataFrame) -> list[dict]:
 
 def table(recs: pd.DataFrame) -> str:
     """rank, raw item id, title and the score where the strategy has one, as aligned text."""
-    shown = recs.assign(title=recs["title"].fillna(""))
-    if shown["score"].isna().all():
-        shown = shown.drop(columns="score")
-    else:
-        shown["score"] = shown["score"].map(lambda s: f"{s:.4f}")
-    return shown.rename(columns={"raw_item_id": "item"}).to_string(index=False, justify="left")
+    columns = {"rank": recs["rank"].astype(str), "item": recs["raw_item_id"].astype(str),
+               "title": recs["title"].fillna("").astype(str)}
+    if recs["score"].notna().any():
+        columns["score"] = recs["score"].map(lambda s: f"{s:.4f}")
+    if "user" in recs:
+        columns = {"user": recs["user"].astype(str), **columns}
+    widths = {name: max([len(name), *map(len, values)]) for name, values in columns.items()}
+    left = {"user", "title"}  # text left-aligned, numbers right-aligned
 
+    def line(cells: dict) -> str:
+        return "  ".join(cells[n].ljust(widths[n]) if n in left else cells[n].rjust(widths[n]) for n in columns).rstrip()
 
-if __name__ == "__main__":
-    main()
+    rows = [line({n: n for n in columns})]
+    rows += [line({n: values.iloc[i] for n, values in columns.items()}) for i in range(len(recs))]
+    return "\n".join(rows)
