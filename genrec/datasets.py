@@ -320,3 +320,48 @@ def _parse_timestamps(column: pd.Series, label: str) -> np.ndarray:
 @dataclass(frozen=True)
 class DataParams:
     dataset: str = "ml-100k"  # ml-100k, ml-1m, ml-20m, or a path to a .csv/.parquet file
+
+
+# --- item titles ----------------------------------------------------------------------------
+
+TITLE_COLUMNS = ["raw_item_id", "title"]
+ML_100K_ITEMS = "recbole/dataset_example/ml-100k/ml-100k.item"  # item_id, movie_title, release_year, class
+ML_100K_ITEMS_SHA256 = "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532"
+GROUPLENS_TITLES = {"ml-1m.zip": "ml-1m/movies.dat", "ml-20m.zip": "ml-20m/movies.csv"}
+
+
+def load_titles(dataset: str) -> pd.DataFrame:
+    """``raw_item_id, title`` of the dataset's items (``Toy Story (1995)``); empty for a user's file.
+
+    Reads the archive that ``load`` already fetched and verified (it is in the cache).
+    """
+    source = DATASETS.get(dataset)
+    if isinstance(source, RecboleWheel):
+        with open_zip(fetch_recbole_wheel(source, cache_dir())) as archive:
+            data = read_member(archive, ML_100K_ITEMS)
+        if hashlib.sha256(data).hexdigest() != ML_100K_ITEMS_SHA256:
+            raise UserError(f"checksum mismatch for {ML_100K_ITEMS} inside {source.file}")
+        frame = pd.read_csv(io.BytesIO(data), sep="\t", header=0, encoding="utf-8", keep_default_na=False)
+        # recbole splits the ml-100k title from its year; put them back as MovieLens writes them.
+        years = frame.iloc[:, 2].astype(str).map(lambda y: f" ({y})" if y else "")
+        return _titles(frame.iloc[:, 0], frame.iloc[:, 1].astype(str) + years)
+    if isinstance(source, GroupLensArchive):
+        base = os.environ.get("GENREC_GROUPLENS_URL", GROUPLENS_URL)
+        path = fetch(f"{base.rstrip('/')}/{source.file}", cache_dir() / source.file, md5=source.md5)
+        member = GROUPLENS_TITLES[source.file]
+        with open_zip(path) as archive:
+            if member not in archive.namelist():
+                # Titles only label the recommendations; the pipeline does not need them.
+                print(f"warning: {path} has no {member}; recommendations will show ids only", file=sys.stderr)
+                return _titles([], [])
+            data = read_member(archive, member)
+        if member.endswith(".dat"):  # MovieID::Title::Genres, Latin-1 as GroupLens ships it
+            rows = [line.split("::") for line in data.decode("latin-1").splitlines() if line]
+            return _titles([r[0] for r in rows], [r[1] for r in rows])
+        frame = pd.read_csv(io.BytesIO(data), header=0, encoding="utf-8")  # movieId,title,genres
+        return _titles(frame.iloc[:, 0], frame.iloc[:, 1])
+    return _titles([], [])  # a user's own file has ids only
+
+
+def _titles(ids, titles) -> pd.DataFrame:
+    return pd.DataFrame({"raw_item_id": np.asarray(ids, dtype=np.int64), "title": pd.Series(titles, dtype=str)})

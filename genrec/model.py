@@ -81,7 +81,6 @@ def last_logits(model: GPT2LMHeadModel, items: torch.Tensor, lengths: torch.Tens
     return model.lm_head(last)
 
 
-@torch.no_grad()
 def rank_next_items(model: GPT2LMHeadModel, sequences: UserSequences, users: np.ndarray, window: int, k: int,
                     batch_size: int = 256) -> torch.Tensor:
     """Top-k next items of each user from the last ``window`` items, seen items removed.
@@ -89,18 +88,28 @@ def rank_next_items(model: GPT2LMHeadModel, sequences: UserSequences, users: np.
     Returns a (len(users), k) int64 CPU tensor ranked by logit; ties go to the lower id
     (``torch.topk`` on CPU and CUDA is not guaranteed stable, so ties are broken explicitly).
     """
+    return top_next_items(model, sequences, users, window, k, batch_size)[0]
+
+
+@torch.no_grad()
+def top_next_items(model: GPT2LMHeadModel, sequences: UserSequences, users: np.ndarray, window: int, k: int,
+                   batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rank_next_items`` and the items' next-item probabilities (softmax over the unseen
+    items), both (len(users), k) on the CPU."""
     model.eval()
     device = next(model.parameters()).device
     num_items = model.config.vocab_size - 1
-    out = []
+    out, scores = [], []
     for start in range(0, len(users), batch_size):
         batch = np.asarray(users[start:start + batch_size])
         items = torch.from_numpy(sequences.last_items(batch, window, side="right")).to(device)
         lengths = torch.from_numpy(np.minimum(sequences.lengths(batch), window)).to(device)
         logits = last_logits(model, items, lengths).float()
         logits[sequences.seen_mask(batch, num_items, device)] = -torch.inf
-        out.append(top_k_stable(logits, k).cpu())
-    return torch.cat(out)
+        ranked = top_k_stable(logits, k)
+        out.append(ranked.cpu())
+        scores.append(logits.softmax(dim=-1).gather(1, ranked).cpu())
+    return torch.cat(out), torch.cat(scores)
 
 
 def top_k_stable(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -16,8 +16,8 @@ import psutil
 import torch
 
 from genrec import engine
-from genrec.model import rank_next_items
 from genrec.errors import UserError
+from genrec.model import top_next_items
 from genrec.params import require
 from genrec.progress import Progress
 from genrec.sequences import UserSequences
@@ -78,6 +78,7 @@ class GenerationParams:
         for sequences in values(self.num_sequences):
             require(1 <= sequences <= MAX_NUM_SEQUENCES, "generation.num_sequences",
                     f"must be between 1 and {MAX_NUM_SEQUENCES}, got {sequences}")
+        require(self.seed >= 0, "generation.seed", f"must be 0 or more, got {self.seed}")
         require(self.batch_size >= 0, "generation.batch_size", f"must be 0 (automatic) or more, got {self.batch_size}")
 
     def check_window(self, n_positions: int) -> None:
@@ -128,10 +129,29 @@ def auto_batch_size(strategy: str, params: GenerationParams, num_items: int, win
     return int(max(1, min(cap, free // 4 // per_user)))
 
 
+def user_uniforms(seed: int, users: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    """(len(users), *shape) random numbers in [0, 1). User u's come from its own stream, seeded
+    by (seed, u), so its sampled items depend neither on the batch size nor on the other users
+    recommended with it (the `genrec recommend` command asks for one user)."""
+    out = np.empty((len(users), *shape), dtype=np.float32)
+    for row, user in enumerate(users):
+        out[row] = np.random.default_rng([seed, int(user)]).random(shape, dtype=np.float32)
+    return torch.from_numpy(out)
+
+
 def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
               params: GenerationParams, progress: str | None = None) -> np.ndarray:
     """(len(users), horizon) recommended item ids in rank order; with ``progress``, a bar (or one
     line per batch in a log) of that name."""
+    return recommend_scored(strategy, model, sequences, users, params, progress=progress)[0]
+
+
+def recommend_scored(strategy: str, model, sequences: UserSequences, users: np.ndarray,
+                     params: GenerationParams, streams: np.ndarray | None = None,
+                     progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``recommend``'s items and their scores (len(users), horizon): the next-item probability
+    (topk), the RRA or RA score (rra, ra); NaN where the order is the generation order.
+    ``streams``: each row's random-number stream (``user_uniforms``), by default its user id."""
     model.eval()  # no dropout: recommendations must not change between runs
     device = next(model.parameters()).device
     config = model.config
@@ -139,25 +159,28 @@ def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
     batch_size = auto_batch_size(strategy, params, config.vocab_size - 1, window, config.n_embd,
                                  config.n_layer, device)
     if strategy == "topk":
-        return rank_next_items(model, sequences, users, window, params.horizon, batch_size).numpy()
-    # Every (user, sequence, step) gets its own random number, drawn up front in user order,
-    # so sampled recommendations depend on the seed alone, not on the batch size or device.
-    uniforms = torch.rand((len(users), sequences_per_user(strategy, params), params.horizon),
-                          generator=torch.Generator().manual_seed(params.seed)) if strategy in SAMPLED else None
+        items, scores = top_next_items(model, sequences, users, window, params.horizon, batch_size)
+        return items.numpy(), scores.numpy()
+    # Every (user, sequence, step) gets its own random number, drawn up front from the seed,
+    # so sampled recommendations depend on the seed and the user, not on the batch size or device.
+    uniforms = user_uniforms(params.seed, users if streams is None else streams,
+                             (sequences_per_user(strategy, params), params.horizon)) if strategy in SAMPLED else None
     decoder = engine.Decoder(model)
-    out = []
+    out, out_scores = [], []
     bar = Progress(len(users), progress, "users") if progress else None
     for start in range(0, len(users), batch_size):
         batch = np.asarray(users[start:start + batch_size])
         prompts = torch.from_numpy(sequences.last_items(batch, window, side="left")).to(device)
         seen = sequences.seen_mask(batch, config.vocab_size - 1, device)
         batch_uniforms = None if uniforms is None else uniforms[start:start + batch_size].to(device)
-        out.append(generate_batch(strategy, decoder, prompts, seen, params, uniforms=batch_uniforms).cpu())
+        items, scores = generate_batch_scored(strategy, decoder, prompts, seen, params, uniforms=batch_uniforms)
+        out.append(items.cpu())
+        out_scores.append(torch.full(items.shape, torch.nan) if scores is None else scores.cpu())
         if bar:
             bar.update(len(batch))
     if bar:
         bar.close()
-    return torch.cat(out).numpy()
+    return torch.cat(out).numpy(), torch.cat(out_scores).numpy()
 
 
 def generate_batch(strategy: str, decoder: engine.Decoder, prompts: torch.Tensor, seen: torch.Tensor,
@@ -165,19 +188,28 @@ def generate_batch(strategy: str, decoder: engine.Decoder, prompts: torch.Tensor
                    uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """(B, horizon) recommendations for one batch. Sampling uses ``uniforms`` (B, S, horizon)
     as its random numbers, or the global generator; ``exact`` samples with generate()'s draws."""
+    return generate_batch_scored(strategy, decoder, prompts, seen, params, exact, uniforms)[0]
+
+
+def generate_batch_scored(strategy: str, decoder: engine.Decoder, prompts: torch.Tensor, seen: torch.Tensor,
+                          params: GenerationParams, exact: bool = False,
+                          uniforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``generate_batch`` and the items' RRA/RA scores (B, horizon), or None for the others."""
     K = params.horizon
     if strategy == "greedy":
-        return engine.decode(decoder, prompts, seen, K)[0][:, 0]
+        return engine.decode(decoder, prompts, seen, K)[0][:, 0], None
     if strategy == "beam":
-        return engine.beam_search(decoder, prompts, seen, K, params.num_beams)
+        return engine.beam_search(decoder, prompts, seen, K, params.num_beams), None
     sampled = dict(sample=True, temperature=params.temperature, top_k=params.top_k, exact=exact, uniforms=uniforms)
     if strategy == "sampling":
-        return engine.decode(decoder, prompts, seen, K, **sampled)[0][:, 0]
+        return engine.decode(decoder, prompts, seen, K, **sampled)[0][:, 0], None
     if strategy == "rra":
         items, _ = engine.decode(decoder, prompts, seen, K, num_sequences=params.num_sequences, **sampled)
-        return engine.rank_scores(engine.reciprocal_rank_scores(items, seen.shape[1]), seen, K)
-    if strategy == "ra":
+        scores = engine.reciprocal_rank_scores(items, seen.shape[1])
+    elif strategy == "ra":
         _, scores = engine.decode(decoder, prompts, seen, K, num_sequences=params.num_sequences,
                                   relevance=True, **sampled)
-        return engine.rank_scores(scores, seen, K)
-    raise ValueError(f"unknown strategy {strategy!r}")
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}")
+    ranked = engine.rank_scores(scores, seen, K)
+    return ranked, scores.gather(1, ranked)

@@ -1,4 +1,5 @@
-"""Stage `download`: fetch the dataset named by data.dataset into one raw interactions table."""
+"""Stage `download`: fetch the dataset named by data.dataset into one raw interactions table,
+and its item titles (none for a user's own file) into another."""
 
 import argparse
 
@@ -11,13 +12,17 @@ from genrec.io import write_parquet
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="data/raw/interactions.parquet")
+    parser.add_argument("--titles", default="data/raw/items.parquet", help="raw_item_id, title")
     args = parser.parse_args()
 
     data = params.section(params.load(), "data", datasets.DataParams)
     raw = datasets.load(data.dataset)
+    titles = datasets.load_titles(data.dataset)
     write_parquet(args.out, raw)
+    write_parquet(args.titles, titles)
     print(f"{data.dataset}: {len(raw):,} interactions, {raw['user_id'].nunique():,} users, "
-          f"{raw['item_id'].nunique():,} items -> {args.out}")
+          f"{raw['item_id'].nunique():,} items -> {args.out}; "
+          f"{len(titles):,} titles -> {args.titles}")
 
 
 if __name__ == "__main__":

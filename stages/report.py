@@ -1,6 +1,6 @@
 """Stage `report`: compare all methods on the test users, with bootstrap intervals and paired
-tests (markdown, JSON), the per-position figure, and all per-position curves in one table for
-`dvc plots`."""
+tests (markdown, JSON), show a few example users' lists by title, draw the per-position figure,
+and gather all per-position curves in one table for `dvc plots`."""
 
 import argparse
 import json
@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from genrec import report
+from genrec import examples, report
+from genrec.bundle import item_table
 from genrec.errors import stage_main
 from genrec.io import atomic_path
+from genrec.strategies import STRATEGIES
 
 
 @stage_main
@@ -20,13 +22,22 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics", type=Path)
     parser.add_argument("--recs", default="data/recs", type=Path)
     parser.add_argument("--split", default="data/split", type=Path)
+    # The example users (genrec/examples.py) also need the id mappings and the titles.
+    parser.add_argument("--prepared", default="data/prepared", type=Path)
+    parser.add_argument("--titles", default="data/raw/items.parquet", type=Path)
     args = parser.parse_args()
 
     test = pd.read_parquet(args.split / "test.parquet")
     result = report.build(args.metrics, args.recs, test, args.names)
+    shown = [name for name in args.names if name in STRATEGIES]  # the GPT-2 strategies
+    example_users = examples.section(
+        pd.read_parquet(args.split / "train.parquet"), test,
+        {name: pd.read_parquet(args.recs / f"{name}.parquet") for name in shown},
+        item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles)),
+        pd.read_parquet(args.prepared / "users.parquet"))
     text = report.markdown(result)
     with atomic_path(args.metrics / "report.md") as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text + "\n" + example_users)
     with atomic_path(args.metrics / "report.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     with atomic_path(args.metrics / "positions.csv") as tmp:

@@ -511,3 +511,55 @@ def test_unknown_dataset(name, cache):
     with pytest.raises(UserError, match="data.dataset"):
         datasets.load(name)
     assert cache_files(cache) == []
+
+
+# --- item titles --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, ratings, member, movies, expected", [
+    ("ml-1m", ("ml-1m/ratings.dat", ML_1M_RATINGS), "ml-1m/movies.dat",  # Latin-1, '::'-separated
+     "1::Toy Story (1995)::Animation|Children's\n2::Misérables, Les (1995)::Drama\n".encode("latin-1"),
+     {1: "Toy Story (1995)", 2: "Misérables, Les (1995)"}),
+    ("ml-20m", ("ml-20m/ratings.csv", ML_20M_RATINGS), "ml-20m/movies.csv",  # UTF-8 CSV, quoted titles
+     'movieId,title,genres\n1,Toy Story (1995),Comedy\n11,"American President, The (1995)",Drama\n',
+     {1: "Toy Story (1995)", 11: "American President, The (1995)"}),
+])
+def test_titles_grouplens(server, cache, monkeypatch, name, ratings, member, movies, expected):
+    data = make_zip({ratings[0]: ratings[1], member: movies})
+    server.serve(f"{name}.zip", data)
+    use_archive(monkeypatch, server, name, GroupLensArchive(f"{name}.zip", md5(data), ratings[0]))
+    titles = datasets.load_titles(name)
+    assert dict(zip(titles["raw_item_id"], titles["title"])) == expected
+    assert titles["raw_item_id"].dtype == np.int64
+
+
+def test_titles_missing_from_the_archive_are_a_warning(server, cache, monkeypatch, capsys):
+    data = make_zip({"ml-1m/ratings.dat": ML_1M_RATINGS})
+    server.serve("ml-1m.zip", data)
+    use_archive(monkeypatch, server, "ml-1m", GroupLensArchive("ml-1m.zip", md5(data), "ml-1m/ratings.dat"))
+    titles = datasets.load_titles("ml-1m")
+    assert list(titles.columns) == ["raw_item_id", "title"] and titles.empty
+    assert "ml-1m/movies.dat" in capsys.readouterr().err
+
+
+def test_titles_ml_100k_from_the_cached_wheel(tmp_path, cache, monkeypatch):
+    item = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+            "1\tToy Story\t1995\tAnimation Children's Comedy\n"
+            "1005\tDouble vie de Véronique, La\t1991\tDrama\n"
+            "267\tunknown\t\tunknown\n")
+    path, data = make_wheel(cache)
+    with zipfile.ZipFile(path, "a") as wheel:
+        wheel.writestr(datasets.ML_100K_ITEMS, item)
+    source = RecboleWheel("1.2.1", sha256(path.read_bytes()), MEMBER, sha256(INTER.encode()))
+    monkeypatch.setitem(datasets.DATASETS, "ml-100k", source)
+    monkeypatch.setattr(datasets, "ML_100K_ITEMS_SHA256", sha256(item.encode()))
+    titles = datasets.load_titles("ml-100k")  # the verified wheel in the cache: no pip
+    assert titles["raw_item_id"].tolist() == [1, 1005, 267]
+    assert titles["title"].tolist() == ["Toy Story (1995)", "Double vie de Véronique, La (1991)", "unknown"]
+    monkeypatch.setattr(datasets, "ML_100K_ITEMS_SHA256", "0" * 64)
+    with pytest.raises(UserError, match="ml-100k.item"):
+        datasets.load_titles("ml-100k")
+
+
+def test_titles_of_a_users_file_are_empty(tmp_path):
+    titles = datasets.load_titles(str(tmp_path / "mine.csv"))
+    assert list(titles.columns) == ["raw_item_id", "title"] and titles.empty

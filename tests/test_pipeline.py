@@ -18,7 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ["topk", "greedy", "beam", "sampling", "rra", "ra"]
 BASELINES = ["popularity", "bpr", "sasrec", "bert4rec"]
-STAGES = ["download", "preprocess", "split", "train", *STRATEGIES, *BASELINES, "report"]
+STAGES = ["download", "preprocess", "split", "train", *STRATEGIES, "bundle", *BASELINES, "report"]
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -99,6 +99,8 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo: Path) -> None:
     assert list(report["methods"]) == STRATEGIES + BASELINES
     assert report["methods"]["rra"]["chosen"] == rra["chosen"]
     assert (repo / "metrics/positions.png").stat().st_size > 0
+    assert "## Example users" in (repo / "metrics/report.md").read_text()
+    assert (repo / "data/recommender/settings.json").exists()
     # A second repro finds everything up to date.
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo).stdout
     shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
@@ -110,7 +112,7 @@ def test_temperature_experiment_reruns_only_temperature_stages(repo: Path) -> No
     run(["git", "commit", "-qm", "baseline results"], repo)
     out = run(["dvc", "exp", "run", "-S", "generation.temperature=0.3"], repo).stdout
     ran = {s for s in STAGES if f"Running stage '{s}'" in out}
-    assert ran == {"sampling", "rra", "ra", "report"}, out
+    assert ran == {"sampling", "rra", "ra", "bundle", "report"}, out
     assert "Stage 'train' didn't change, skipping" in out
     diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
     assert "metrics/rra.json" in diff or "metrics/ra.json" in diff or "metrics/sampling.json" in diff

@@ -92,7 +92,9 @@ def test_download_output(pipeline):
     assert raw["item_id"].tolist() == source["item_id"].tolist()
     assert raw["timestamp"].tolist() == source["timestamp"].tolist()
     assert raw["rating"].isna().all()
-    assert leftovers(pipeline / "data/raw") == ["interactions.parquet"]
+    assert leftovers(pipeline / "data/raw") == ["interactions.parquet", "items.parquet"]
+    titles = pd.read_parquet(pipeline / "data/raw/items.parquet")  # a user's file has no titles
+    assert list(titles.columns) == ["raw_item_id", "title"] and titles.empty
 
 
 def test_preprocess_output(pipeline):
@@ -176,7 +178,7 @@ def test_download_failure_keeps_previous_output(folder):
     write_params(folder, data={"dataset": "ml-5m"})
     assert_user_error(run_stage(folder, "download"), "ml-5m")
     assert (folder / "data/raw/interactions.parquet").read_bytes() == before
-    assert leftovers(folder / "data/raw") == ["interactions.parquet"]
+    assert leftovers(folder / "data/raw") == ["interactions.parquet", "items.parquet"]
 
 
 @pytest.mark.parametrize(
@@ -192,7 +194,7 @@ def test_preprocess_errors(pipeline, folder, preprocess, words):
     shutil.copytree(pipeline / "data/raw", folder / "data/raw")
     write_params(folder, data={"dataset": "mine.csv"}, preprocess=preprocess)
     assert_user_error(run_stage(folder, "preprocess"), *words)
-    assert leftovers(folder / "data") == ["raw", "raw/interactions.parquet"]  # no prepared, no temp
+    assert leftovers(folder / "data") == ["raw", "raw/interactions.parquet", "raw/items.parquet"]  # no prepared, no temp
     assert not (folder / "metrics/preprocess.json").exists()
     assert leftovers(folder / "metrics") == []
 

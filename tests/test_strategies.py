@@ -11,7 +11,8 @@ from genrec import model as gm
 from genrec import engine, params, reference
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
-from genrec.strategies import PARAMS_OF, STRATEGIES, TUNED, GenerationParams, recommend
+from genrec.strategies import (PARAMS_OF, STRATEGIES, TUNED, GenerationParams, recommend, recommend_scored,
+                               user_uniforms)
 
 
 NUM_ITEMS = 80
@@ -132,7 +133,7 @@ def test_recommend_sampled_equals_engine(strategy, top_k):
     prompts, seen = prompts_and_seen()
     decoder = engine.Decoder(MODEL)
     sequences = 1 if strategy == "sampling" else PARAMS.num_sequences
-    uniforms = torch.rand((len(prompts), sequences, HORIZON), generator=torch.Generator().manual_seed(3))
+    uniforms = user_uniforms(3, USERS, (sequences, HORIZON))
     options = dict(sample=True, temperature=PARAMS.temperature, top_k=top_k, uniforms=uniforms)
     if strategy == "sampling":
         expected = engine.decode(decoder, prompts, seen, HORIZON, **options)[0][:, 0]
@@ -177,6 +178,7 @@ def test_defaults_are_valid():
     ({"temperature": float("nan")}, "generation.temperature"),
     ({"num_beams": 5000}, "generation.num_beams"),
     ({"num_sequences": 100_000}, "generation.num_sequences"),
+    ({"seed": -1}, "generation.seed"),
 ])
 def test_validation_names_the_param(changes, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
@@ -248,3 +250,41 @@ def test_params_of_each_strategy():
 @pytest.mark.parametrize("strategy", ["sampling", "rra", "ra"])
 def test_sampled_recommendations_do_not_depend_on_the_batch_size(strategy):
     np.testing.assert_array_equal(run(strategy, seed=4, batch_size=2), run(strategy, seed=4, batch_size=0))
+
+
+@pytest.mark.parametrize("strategy", ["sampling", "rra", "ra"])
+def test_a_users_sampled_items_do_not_depend_on_the_other_users(strategy):
+    """Each user's random numbers come from (seed, user): recommending one user alone, as
+    `genrec recommend --user` does, gives that user's items in the stage's output."""
+    together = run(strategy)
+    for row, user in enumerate(USERS):
+        alone = recommend(strategy, MODEL, SEQUENCES, np.array([user]), PARAMS)
+        np.testing.assert_array_equal(alone[0], together[row])
+
+
+def test_user_uniforms_are_per_user_streams():
+    first = user_uniforms(7, np.array([3, 5]), (2, 4))
+    assert first.shape == (2, 2, 4) and first.dtype == torch.float32
+    assert ((first >= 0) & (first < 1)).all()
+    torch.testing.assert_close(user_uniforms(7, np.array([5]), (2, 4))[0], first[1])
+    assert not torch.equal(first[0], first[1])
+    assert not torch.equal(user_uniforms(8, np.array([3]), (2, 4))[0], first[0])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_scores_rank_the_items(strategy):
+    items, scores = recommend_scored(strategy, MODEL, SEQUENCES, USERS, PARAMS)
+    np.testing.assert_array_equal(items, run(strategy))
+    if strategy in ("greedy", "beam", "sampling"):  # ranked by generation order: no score
+        assert np.isnan(scores).all()
+        return
+    assert (scores > 0).all() and (np.diff(scores, axis=1) <= 0).all()
+    if strategy == "topk":  # the next-item probability among the unseen items
+        seen = SEQUENCES.seen_mask(USERS, NUM_ITEMS)
+        prompts = torch.from_numpy(SEQUENCES.last_items(USERS, N_POSITIONS - HORIZON, side="right"))
+        lengths = torch.from_numpy(np.minimum(SEQUENCES.lengths(USERS), N_POSITIONS - HORIZON))
+        with torch.no_grad():
+            probs = gm.last_logits(MODEL, prompts, lengths).masked_fill(seen, -torch.inf).softmax(dim=-1)
+        np.testing.assert_allclose(scores, probs.gather(1, torch.from_numpy(items)).numpy(), rtol=1e-5)
+    if strategy == "rra":  # at most num_sequences * 1 (first place in every sequence)
+        assert scores.max() <= PARAMS.num_sequences

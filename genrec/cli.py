@@ -1,0 +1,157 @@
+"""The `genrec` console command: `genrec recommend` asks the trained model for recommendations.
+
+    genrec recommend --history 50,172,133 --strategy rra -k 10
+    genrec recommend --user 196 --strategy beam --json
+    genrec recommend --input histories.csv --output recs.csv   # user,item rows, in time order
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from genrec.errors import UserError
+from genrec.io import atomic_path
+from genrec.recommender import Recommender
+from genrec.strategies import STRATEGIES
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise UserError(f"{message} (see `genrec recommend --help`)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    root = Parser(prog="genrec", description="Autoregressive generation strategies for sequential recommendation.")
+    commands = root.add_subparsers(dest="command", required=True, parser_class=Parser)
+    p = commands.add_parser("recommend", help="recommend items for a history, a dataset user, or a file of histories",
+                            description="Recommend items with one of the six strategies. Settings default to "
+                                        "the ones the pipeline chose (the recommender folder's settings.json).")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--history", help="raw item ids, oldest first, comma-separated: 50,172,133")
+    who.add_argument("--user", help="a user of the dataset (raw id), from their training history")
+    who.add_argument("--input", type=Path, help="a CSV of user,item rows (raw ids), each user's in time order")
+    p.add_argument("--output", type=Path, help="with --input: write the recommendations here (.csv or .parquet); "
+                                               "default: print them")
+    p.add_argument("--strategy", default="rra", choices=STRATEGIES, help="default: %(default)s")
+    p.add_argument("-k", type=positive_int, help="items to recommend (the generation horizon); default: chosen")
+    p.add_argument("--temperature", type=float, help="sampling, rra, ra")
+    p.add_argument("--top-k", dest="top_k", type=int, help="sampling, rra, ra: keep the k most likely items (0: all)")
+    p.add_argument("--num-sequences", dest="num_sequences", type=positive_int, help="rra, ra: sampled sequences")
+    p.add_argument("--num-beams", dest="num_beams", type=positive_int, help="beam")
+    p.add_argument("--seed", type=int, help="sampling, rra, ra")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--model", default="data/recommender", help="the recommender folder (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            output = run(parser().parse_args(argv))
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if output:
+        print(output)
+
+
+def run(args: argparse.Namespace) -> str:
+    """What to print (nothing when the recommendations went to --output)."""
+    settings = {key: getattr(args, key) for key in ("temperature", "top_k", "num_sequences", "num_beams", "seed")
+                if getattr(args, key) is not None}
+    if args.output and not args.input:
+        raise UserError("--output goes with --input; --history and --user print their recommendations")
+    if args.input:
+        histories = read_histories(args.input)
+    else:
+        # One history is a few small matrix products: threads only add overhead (and on a
+        # busy machine spin-wait for cores); measured in benchmarks/bench_recommend.py.
+        torch.set_num_threads(1)
+    recommender = Recommender.load(args.model, args.device)
+    params = recommender.params(args.strategy, args.k, **settings)  # bad settings fail before any work
+    if args.input:
+        recs = recommender.recommend_many(histories, args.strategy, args.k, **settings)
+        if args.output:
+            with atomic_path(args.output) as tmp:
+                recs.to_parquet(tmp, index=False) if args.output.suffix == ".parquet" else recs.to_csv(tmp, index=False)
+            print(f"{recs['user'].nunique():,} users, {len(recs):,} recommendations -> {args.output}", file=sys.stderr)
+            return ""
+    elif args.user is not None:
+        recs = recommender.recommend_user(args.user, args.strategy, args.k, **settings)
+    else:
+        recs = recommender.recommend(parse_ids(args.history), args.strategy, args.k, **settings)
+    if args.json:
+        used = {key: getattr(params, key) for key in recommender.settings[args.strategy]}
+        return json.dumps({"strategy": args.strategy, "settings": used, "recommendations": records(recs)}, indent=2)
+    return table(recs)
+
+
+def parse_ids(text: str) -> list[str]:
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise UserError("--history is empty; give raw item ids, oldest first: --history 50,172,133")
+    return ids
+
+
+def read_histories(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str)
+    except FileNotFoundError:
+        raise UserError(f"--input {path} does not exist") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"--input {path} is not a readable CSV ({error}); it needs a header user,item") from None
+    missing = [c for c in ("user", "item") if c not in frame.columns]
+    if missing:
+        raise UserError(f"--input {path} lacks column(s) {', '.join(missing)}; it needs a header user,item "
+                        f"and one row per interaction, in time order")
+    if frame[["user", "item"]].isna().any().any():
+        raise UserError(f"--input {path} has an empty user or item in data row "
+                        f"{int(frame[['user', 'item']].isna().any(axis=1).to_numpy().argmax()) + 1}")
+    return frame
+
+
+def records(recs: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows: numpy numbers to Python ones, a missing title or score to null."""
+    out = []
+    for row in recs.to_dict(orient="records"):
+        out.append({key: None if value is pd.NA or (isinstance(value, float) and math.isnan(value))
+                    else value.item() if hasattr(value, "item") else value for key, value in row.items()})
+    return out
+
+
+def table(recs: pd.DataFrame) -> str:
+    """rank, raw item id, title and the score where the strategy has one, as aligned text."""
+    columns = {"rank": recs["rank"].astype(str), "item": recs["raw_item_id"].astype(str),
+               "title": recs["title"].fillna("").astype(str)}
+    if recs["score"].notna().any():
+        columns["score"] = recs["score"].map(lambda s: f"{s:.4f}")
+    if "user" in recs:
+        columns = {"user": recs["user"].astype(str), **columns}
+    widths = {name: max([len(name), *map(len, values)]) for name, values in columns.items()}
+    left = {"user", "title"}  # text left-aligned, numbers right-aligned
+
+    def line(cells: dict) -> str:
+        return "  ".join(cells[n].ljust(widths[n]) if n in left else cells[n].rjust(widths[n]) for n in columns).rstrip()
+
+    rows = [line({n: n for n in columns})]
+    rows += [line({n: values.iloc[i] for n, values in columns.items()}) for i in range(len(recs))]
+    return "\n".join(rows)

@@ -1,0 +1,144 @@
+"""Recommendations for one history, a dataset user, or many histories, from the recommender
+folder (``genrec.bundle``), through the pipeline's batched engine (``genrec.strategies``).
+
+    from genrec.recommender import Recommender
+    rec = Recommender.load("data/recommender")
+    rec.recommend([50, 172, 133], strategy="rra", k=10)  # rank, raw_item_id, title, score
+
+A dataset user gets exactly the pipeline's list (same strategy, settings and seed): their
+training sequence is the prompt and their random numbers come from (seed, user id), as in
+the strategy stages. Histories given by the caller all draw from (seed, 0), so a history
+gets the same list alone or among others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genrec.bundle import SETTINGS_OF
+from genrec.errors import UserError
+from genrec.model import load as load_model
+from genrec.model import resolve_device
+from genrec.sequences import UserSequences
+from genrec.strategies import STRATEGIES, GenerationParams, recommend_scored
+
+
+class UnknownItemsWarning(UserWarning):
+    """Some raw item ids of a history are not in the model's catalogue; they were skipped."""
+
+
+class Recommender:
+    def __init__(self, model, items: pd.DataFrame, users: pd.DataFrame, history: pd.DataFrame,
+                 settings: dict[str, dict]):
+        self.model = model
+        self.items = items.sort_values("item_id").reset_index(drop=True)  # row i holds item_id i + 1
+        self.settings = settings
+        # Raw ids are matched as text, so "50" and 50 name the same item (CSV, flags, Python).
+        self._item_of = dict(zip(self.items["raw_item_id"].astype(str), self.items["item_id"].tolist()))
+        self._raw_ids = self.items["raw_item_id"].to_numpy()
+        self._user_of = dict(zip(users["raw_user_id"].astype(str), users["user_id"]))
+        self._history = UserSequences.from_frame(history, len(users))
+
+    @classmethod
+    def load(cls, path: str | Path = "data/recommender", device: str = "auto") -> "Recommender":
+        """The folder written by the `bundle` stage; ``device``: auto, cpu or cuda."""
+        path = Path(path)
+        if not (path / "settings.json").exists():
+            raise UserError(f"{path} is not a recommender folder (no settings.json): run `dvc repro bundle` first")
+        model = load_model(path / "model", resolve_device(device, "device"))
+        return cls(model, pd.read_parquet(path / "items.parquet"), pd.read_parquet(path / "users.parquet"),
+                   pd.read_parquet(path / "history.parquet"),
+                   json.loads((path / "settings.json").read_text())["strategies"])
+
+    # --- the three ways to ask ---------------------------------------------------------------
+
+    def recommend(self, history, strategy: str = "rra", k: int | None = None, **settings) -> pd.DataFrame:
+        """``k`` items for one history of raw item ids, oldest first: ``rank, raw_item_id,
+        title, score``. ``settings`` override the strategy's chosen ones (``temperature=0.3``)."""
+        return self._run([0], [list(history)], strategy, k, settings).drop(columns="user")
+
+    def recommend_user(self, raw_user_id, strategy: str = "rra", k: int | None = None, **settings) -> pd.DataFrame:
+        """``recommend`` for a user of the dataset, from their training history."""
+        user = self._user_of.get(str(raw_user_id))
+        if user is None:
+            raise UserError(f"unknown user {raw_user_id!r}: the model knows {len(self._user_of):,} users "
+                            f"(raw ids such as {', '.join(list(self._user_of)[:3])})")
+        params = self.params(strategy, k, **settings)
+        items, scores = recommend_scored(strategy, self.model, self._history, np.array([user]), params)
+        return self._frame(items, scores).drop(columns="user")
+
+    def recommend_many(self, frame: pd.DataFrame, strategy: str = "rra", k: int | None = None,
+                       **settings) -> pd.DataFrame:
+        """Many histories at once, in one batched run: ``frame`` has ``user, item`` rows (raw
+        item ids), each user's in time order. Returns ``user, rank, raw_item_id, title, score``."""
+        missing = [c for c in ("user", "item") if c not in frame.columns]
+        if missing:
+            raise UserError(f"the histories lack column(s) {', '.join(missing)}; they need user, item rows")
+        histories = frame.groupby("user", sort=False)["item"].agg(list)  # users in order of first appearance
+        return self._run(list(histories.index), list(histories), strategy, k, settings)
+
+    def _run(self, names: list, histories: list[list], strategy: str, k: int | None, settings: dict) -> pd.DataFrame:
+        params = self.params(strategy, k, **settings)
+        if not histories:
+            raise UserError("no history given: give at least one raw item id")
+        encoded, unknown = [], []
+        for name, history in zip(names, histories):
+            ids = [self._item_of.get(str(item)) for item in history]
+            unknown += [item for item, i in zip(history, ids) if i is None]
+            encoded.append([i for i in ids if i is not None])
+            if not encoded[-1]:
+                whose = f"user {name}'s history" if len(names) > 1 else "the history"
+                raise UserError(f"{whose} has no item id the model knows; give raw item ids of the dataset")
+        if unknown:
+            shown = ", ".join(map(str, pd.unique(pd.Series(unknown, dtype=object))[:5]))
+            warnings.warn(f"{len(unknown)} unknown item id(s) skipped ({shown}{', ...' if len(set(unknown)) > 5 else ''}): "
+                          "not in the model's catalogue", UnknownItemsWarning, stacklevel=3)
+        lengths = np.array([len(e) for e in encoded])
+        sequences = UserSequences(indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                                  items=np.fromiter((i for e in encoded for i in e), np.int64, lengths.sum()))
+        # Every given history draws from stream 0: the same history gets the same list wherever it is.
+        items, scores = recommend_scored(strategy, self.model, sequences, np.arange(len(encoded)), params,
+                                         streams=np.zeros(len(encoded), dtype=np.int64))
+        out = self._frame(items, scores)
+        out["user"] = pd.Series(names, dtype=object).to_numpy()[out["user"].to_numpy()]
+        return out
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def history_of(self, raw_user_id) -> pd.DataFrame:
+        """A dataset user's training history (``raw_item_id, title``), oldest first."""
+        user = self._user_of[str(raw_user_id)]
+        items = self._history.items[self._history.indptr[user]:self._history.indptr[user + 1]]
+        return self.items.iloc[items - 1][["raw_item_id", "title"]].reset_index(drop=True)
+
+    def params(self, strategy: str, k: int | None = None, **settings) -> GenerationParams:
+        """The strategy's chosen settings, with ``k`` (the horizon) and ``settings`` changed."""
+        if strategy not in STRATEGIES:
+            raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        extra = sorted(set(settings) - set(SETTINGS_OF[strategy]))
+        if extra:
+            raise UserError(f"{strategy} has no setting {', '.join(extra)}; it reads "
+                            f"{', '.join(s for s in SETTINGS_OF[strategy] if s != 'horizon') or 'none'}")
+        values = {**self.settings[strategy], **settings, **({} if k is None else {"horizon": k})}
+        params = dataclasses.replace(GenerationParams(), **values)
+        try:
+            params.validate()
+            params.check_window(self.model.config.n_positions)
+        except UserError as error:  # the checks name params.yaml; here the values come from the caller
+            raise UserError(str(error).replace("params.yaml: generation.horizon", "k (generation.horizon)")
+                            .replace("params.yaml: generation.", "setting ")) from None
+        return params
+
+    def _frame(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+        """(users, K) internal ids and scores to long rows ``user, rank, raw_item_id, title, score``."""
+        n, k = items.shape
+        rows = items.reshape(-1) - 1  # item_id i is row i - 1
+        return pd.DataFrame({"user": np.repeat(np.arange(n), k), "rank": np.tile(np.arange(1, k + 1), n),
+                             "raw_item_id": self._raw_ids[rows], "title": self.items["title"].array.take(rows),
+                             "score": scores.reshape(-1)})

@@ -1,0 +1,285 @@
+"""genrec.bundle, genrec.recommender and the `genrec recommend` command, on a tiny pipeline run
+in a temporary folder (the real stage scripts, in this process) with a tiny GPT-2."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from genrec import bundle, cli
+from genrec.errors import UserError
+from genrec.recommender import Recommender, UnknownItemsWarning
+from genrec.strategies import STRATEGIES
+from test_pipeline import generated_interactions
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = {
+    "data": {"dataset": "interactions.csv"},
+    "preprocess": {"min_item_users": 5, "min_user_items": 20},
+    "split": {"method": "leave_last_n", "n": 5, "quantile": 0.9, "validation_fraction": 0.5, "seed": 42},
+    "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1},
+    "train": {"lr": 0.01, "batch_size": 16, "max_epochs": 2, "patience": 2, "seed": 42, "device": "cpu"},
+    "generation": {"horizon": 5, "num_beams": 2, "temperature": 0.5, "top_k": 0, "num_sequences": 3, "seed": 42,
+                   "batch_size": 4, "device": "cpu"},
+}
+
+
+def run_stage(script: str, *args: str) -> None:
+    """A stage script as `dvc repro` runs it, in this process (no second torch import)."""
+    argv = sys.argv
+    sys.argv = [script, *args]
+    try:
+        runpy.run_path(str(ROOT / "stages" / script), run_name="__main__")
+    finally:
+        sys.argv = argv
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Path:
+    """download ... train, the six strategy stages and the bundle stage on generated data."""
+    folder = tmp_path_factory.mktemp("recommender")
+    generated_interactions().to_csv(folder / "interactions.csv", index=False)
+    (folder / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        run_stage("download.py")
+        # A user's file has no titles; give every item but the first one a title, as MovieLens has.
+        raw = pd.read_parquet("data/raw/interactions.parquet")["item_id"].drop_duplicates().sort_values()
+        pd.DataFrame({"raw_item_id": raw[1:], "title": [f"Film {i}" for i in raw[1:]]}
+                     ).to_parquet("data/raw/items.parquet", index=False)
+        for script in ("preprocess.py", "split.py", "train.py"):
+            run_stage(script)
+        for strategy in STRATEGIES:
+            run_stage("recommend.py", strategy)
+        run_stage("bundle.py")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def recommender(pipeline) -> Recommender:
+    return Recommender.load(pipeline / "data/recommender", device="cpu")
+
+
+def raw_ids(pipeline: Path) -> tuple[dict, dict]:
+    users = pd.read_parquet(pipeline / "data/prepared/users.parquet")
+    items = pd.read_parquet(pipeline / "data/prepared/items.parquet")
+    return dict(zip(users["user_id"], users["raw_user_id"])), dict(zip(items["item_id"], items["raw_item_id"]))
+
+
+def training_history(pipeline: Path, user: int) -> list[int]:
+    """A test user's training sequence in raw item ids, oldest first."""
+    train = pd.read_parquet(pipeline / "data/split/train.parquet")
+    items = raw_ids(pipeline)[1]
+    return [int(items[i]) for i in train.loc[train["user_id"] == user, "item_id"]]
+
+
+# --- the bundle ------------------------------------------------------------------------------
+
+def test_bundle_holds_everything_to_recommend(pipeline, tmp_path, monkeypatch):
+    folder = pipeline / "data/recommender"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "history.parquet", "items.parquet", "model", "settings.json", "users.parquet"]
+    settings = json.loads((folder / "settings.json").read_text())["strategies"]
+    assert settings == {
+        "topk": {"horizon": 5}, "greedy": {"horizon": 5}, "beam": {"horizon": 5, "num_beams": 2},
+        "sampling": {"horizon": 5, "temperature": 0.5, "top_k": 0, "seed": 42},
+        "rra": {"horizon": 5, "temperature": 0.5, "top_k": 0, "num_sequences": 3, "seed": 42},
+        "ra": {"horizon": 5, "temperature": 0.5, "top_k": 0, "num_sequences": 3, "seed": 42}}
+    items = pd.read_parquet(folder / "items.parquet")
+    prepared = pd.read_parquet(pipeline / "data/prepared/items.parquet")
+    assert items[["item_id", "raw_item_id"]].equals(prepared[["item_id", "raw_item_id"]])
+    first = int(pd.read_parquet(pipeline / "data/raw/interactions.parquet")["item_id"].min())
+    titled = items[items["raw_item_id"] != first]
+    assert (titled["title"] == "Film " + titled["raw_item_id"].astype(str)).all()
+    assert items.loc[items["raw_item_id"] == first, "title"].isna().all()
+    # Self-contained: a copy elsewhere loads and recommends, with no data/ or params.yaml near it.
+    shutil.copytree(folder, tmp_path / "copy")
+    monkeypatch.chdir(tmp_path)
+    assert len(Recommender.load(tmp_path / "copy", device="cpu").recommend([first + 1], "greedy")) == 5
+
+
+def test_settings_take_the_chosen_values():
+    generation = {"horizon": 10, "num_beams": 2, "temperature": 0.5, "top_k": 0, "num_sequences": 30, "seed": 42}
+    chosen = {"rra": {"temperature": 0.3, "top_k": 20, "num_sequences": 20}, "beam": {"num_beams": 3}}
+    settings = bundle.strategy_settings(generation, chosen)
+    assert settings["rra"] == {"horizon": 10, "temperature": 0.3, "top_k": 20, "num_sequences": 20, "seed": 42}
+    assert settings["beam"] == {"horizon": 10, "num_beams": 3}
+    assert settings["ra"] == {"horizon": 10, "temperature": 0.5, "top_k": 0, "num_sequences": 30, "seed": 42}
+
+
+def test_a_grid_needs_a_chosen_value():
+    generation = {"horizon": 10, "num_beams": 2, "temperature": [0.3, 0.5], "top_k": 0, "num_sequences": 30,
+                  "seed": 42}
+    with pytest.raises(UserError, match=r"generation\.temperature is a grid .*metrics/sampling\.json"):
+        bundle.strategy_settings(generation, {})
+    chosen = {s: {"temperature": 0.3} for s in ("sampling", "rra", "ra")}
+    assert bundle.strategy_settings(generation, chosen)["ra"]["temperature"] == 0.3
+    with pytest.raises(UserError, match=r"generation\.temperature"):  # a chosen value is checked too
+        bundle.strategy_settings(generation, {**chosen, "rra": {"temperature": 0}})
+
+
+# --- the same items as the pipeline ----------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_test_users_items_are_the_pipelines(pipeline, recommender, strategy):
+    users, items = raw_ids(pipeline)
+    recs = pd.read_parquet(pipeline / f"data/recs/{strategy}.parquet").sort_values(["user_id", "rank"])
+    test_users = recs["user_id"].unique()
+    assert len(test_users) >= 10
+    for user in test_users:
+        expected = [items[i] for i in recs.loc[recs["user_id"] == user, "item_id"]]
+        got = recommender.recommend_user(users[user], strategy)
+        assert got["raw_item_id"].tolist() == expected, user
+        assert got["rank"].tolist() == [1, 2, 3, 4, 5]
+        assert got["score"].notna().all() == (strategy in ("topk", "rra", "ra"))
+        assert not set(got["raw_item_id"]) & set(training_history(pipeline, user))  # nothing seen
+
+
+@pytest.mark.parametrize("strategy", ["beam", "rra"])
+def test_the_command_gives_the_pipelines_items(pipeline, capsys, strategy):
+    users, items = raw_ids(pipeline)
+    recs = pd.read_parquet(pipeline / f"data/recs/{strategy}.parquet").sort_values(["user_id", "rank"])
+    user = recs["user_id"].iloc[-1]
+    cli.main(["recommend", "--model", str(pipeline / "data/recommender"), "--user", str(users[user]),
+              "--strategy", strategy, "--json", "--device", "cpu"])
+    out = json.loads(capsys.readouterr().out)
+    assert [r["raw_item_id"] for r in out["recommendations"]] == [
+        items[i] for i in recs.loc[recs["user_id"] == user, "item_id"]]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_history_is_prompted_like_a_users(pipeline, recommender, strategy):
+    """A dataset user's training history given by hand gets that user's list (deterministic
+    strategies; the sampled ones draw another stream) and never one of its own items."""
+    users, _ = raw_ids(pipeline)
+    recs = pd.read_parquet(pipeline / "data/recs/greedy.parquet")
+    for user in recs["user_id"].unique()[:5]:
+        history = training_history(pipeline, user)
+        got = recommender.recommend(history, strategy)
+        assert not set(got["raw_item_id"]) & set(history)
+        assert got["raw_item_id"].nunique() == 5
+        if strategy in ("topk", "greedy", "beam"):
+            pd.testing.assert_frame_equal(got, recommender.recommend_user(users[user], strategy))
+
+
+def test_k_and_settings_change_the_list(recommender):
+    history = [5, 6, 7, 8]
+    assert len(recommender.recommend(history, "rra", k=3)) == 3
+    base = recommender.recommend(history, "rra", k=8)
+    other = [recommender.recommend(history, "rra", k=8, seed=seed)["raw_item_id"].tolist() for seed in range(5)]
+    assert any(o != base["raw_item_id"].tolist() for o in other)  # the seed moves the sampled list
+    assert recommender.recommend(history, "rra", k=8)["raw_item_id"].tolist() == base["raw_item_id"].tolist()
+
+
+# --- the command's outputs -------------------------------------------------------------------
+
+def command(pipeline: Path, *args: str) -> list[str]:
+    return ["recommend", "--model", str(pipeline / "data/recommender"), "--device", "cpu", *args]
+
+
+def test_table(pipeline, recommender, capsys):
+    cli.main(command(pipeline, "--history", "5,6,7", "--strategy", "rra", "-k", "3"))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["rank", "item", "title", "score"]
+    expected = recommender.recommend([5, 6, 7], "rra", k=3)
+    for line, (_, row) in zip(lines[1:], expected.iterrows(), strict=True):
+        assert line.split()[:2] == [str(row["rank"]), str(row["raw_item_id"])]
+        assert f"{row['score']:.4f}" in line and (pd.isna(row["title"]) or row["title"] in line)
+    cli.main(command(pipeline, "--history", "5,6,7", "--strategy", "greedy"))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["rank", "item", "title"] and len(lines) == 6  # greedy has no score
+
+
+def test_json(pipeline, recommender, capsys):
+    cli.main(command(pipeline, "--history", "5,6,7", "--strategy", "ra", "--temperature", "0.7", "--json"))
+    out = json.loads(capsys.readouterr().out)
+    assert out["strategy"] == "ra"
+    assert out["settings"] == {"horizon": 5, "temperature": 0.7, "top_k": 0, "num_sequences": 3, "seed": 42}
+    expected = recommender.recommend([5, 6, 7], "ra", temperature=0.7)
+    got = out["recommendations"]
+    assert [sorted(r) for r in got] == [["rank", "raw_item_id", "score", "title"]] * 5
+    assert [(r["rank"], r["raw_item_id"], r["title"]) for r in got] == [
+        (r.rank, r.raw_item_id, None if pd.isna(r.title) else r.title) for r in expected.itertuples()]
+    assert [r["score"] for r in got] == pytest.approx(expected["score"].tolist())
+
+
+def test_unknown_ids_are_skipped_with_a_warning(pipeline, recommender, capsys):
+    cli.main(command(pipeline, "--history", "5,99999,6,abc,7", "--strategy", "topk", "--json"))
+    captured = capsys.readouterr()
+    assert captured.err.strip() == ("warning: 2 unknown item id(s) skipped (99999, abc): "
+                                    "not in the model's catalogue")
+    expected = recommender.recommend([5, 6, 7], "topk")
+    assert [r["raw_item_id"] for r in json.loads(captured.out)["recommendations"]] == expected["raw_item_id"].tolist()
+    with pytest.warns(UnknownItemsWarning, match="1 unknown"):
+        recommender.recommend([5, 123456], "topk")
+
+
+def test_input_file(pipeline, recommender, tmp_path, capsys):
+    histories = {"a": [5, 6, 7], "b": [20, 21, 99999], "c": [5, 6, 7]}
+    rows = [(user, item) for user, items in histories.items() for item in items]
+    pd.DataFrame(rows, columns=["user", "item"]).to_csv(tmp_path / "in.csv", index=False)
+    cli.main(command(pipeline, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv"),
+                     "--strategy", "rra"))
+    assert "1 unknown item id(s) skipped (99999)" in capsys.readouterr().err
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"user": str})
+    assert list(out.columns) == ["user", "rank", "raw_item_id", "title", "score"]
+    for user, items in histories.items():
+        got = out[out["user"] == user]
+        alone = recommender.recommend([i for i in items if i != 99999], "rra")
+        assert got["raw_item_id"].tolist() == alone["raw_item_id"].tolist(), user  # batched = alone
+        np.testing.assert_allclose(got["score"], alone["score"], rtol=1e-6)
+
+
+# --- errors: one line, exit code 2, no output -----------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["--history", "99999,abc"], "no item id the model knows"),
+    (["--history", ","], "--history is empty"),
+    (["--user", "nobody"], "unknown user 'nobody'"),
+    (["--history", "5", "--strategy", "nucleus"], "invalid choice: 'nucleus'"),
+    (["--history", "5", "--strategy", "rra", "--temperature", "0"], "setting temperature must be positive"),
+    (["--history", "5", "--strategy", "rra", "--temperature", "warm"], "--temperature"),
+    (["--history", "5", "-k", "0"], "-k"),
+    (["--history", "5", "-k", "16"], "k (generation.horizon)"),
+    (["--history", "5", "--strategy", "beam", "--temperature", "0.3"], "beam has no setting temperature"),
+    (["--history", "5", "--user", "1000"], "not allowed with"),
+    ([], "one of the arguments --history --user --input is required"),
+    (["--history", "5", "--output", "x.csv"], "--output goes with --input"),
+    (["--input", "missing.csv"], "missing.csv does not exist"),
+])
+def test_errors(pipeline, tmp_path, monkeypatch, capsys, args, words):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(command(pipeline, *args))
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert words in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_error_in_an_input_file_names_it(pipeline, tmp_path, capsys):
+    (tmp_path / "in.csv").write_text("user,movie\na,5\n")
+    with pytest.raises(SystemExit):
+        cli.main(command(pipeline, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")))
+    assert "lacks column(s) item" in capsys.readouterr().err
+    (tmp_path / "in.csv").write_text("user,item\na,5\nb,99999\n")
+    with pytest.raises(SystemExit):
+        cli.main(command(pipeline, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")))
+    assert "user b's history has no item id the model knows" in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_missing_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["recommend", "--model", str(tmp_path / "nothing"), "--history", "5"])
+    assert "run `dvc repro bundle` first" in capsys.readouterr().err
