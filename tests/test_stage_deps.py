@@ -1,0 +1,64 @@
+"""dvc.yaml's deps: every stage depends on its script and on every project module the script
+imports, directly or through other project modules, so that no code change goes unnoticed."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def module_file(name: str) -> Path | None:
+    for candidate in (ROOT / (name.replace(".", "/") + ".py"), ROOT / name.replace(".", "/") / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def project_imports(path: Path, seen: set[Path] | None = None) -> set[Path]:
+    """The project files ``path`` imports, followed through the project's own modules."""
+    seen = set() if seen is None else seen
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module" and node.args \
+                and isinstance(node.args[0], ast.JoinedStr):  # importlib.import_module(f"genrec.baselines.{name}")
+            names = ["genrec.baselines"]
+        for name in names:
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):  # a package's __init__ runs before its modules
+                found = module_file(".".join(parts[:depth]))
+                if found and found.is_relative_to(ROOT / "genrec") and found not in seen:
+                    seen.add(found)
+                    project_imports(found, seen)
+    return seen
+
+
+def script_of(cmd: str) -> tuple[Path, list[str]]:
+    match = re.search(r"python (?:-m (stages)\.(\w+)|(stages)/(\w+)\.py)\s*(\S*)", " ".join(cmd.split()))
+    assert match, cmd
+    name = match.group(2) or match.group(4)
+    return ROOT / "stages" / f"{name}.py", [match.group(5)]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_deps_cover_the_imports(stage):
+    script, (argument,) = script_of(STAGES[stage]["cmd"])
+    deps = {ROOT / dep for dep in STAGES[stage].get("deps", [])}
+    assert script in deps
+    needed = project_imports(script)
+    if script.name == "baseline.py":  # only the named baseline's module is imported
+        others = {ROOT / "genrec/baselines" / f"{name}.py" for name in ("popularity", "bpr", "sasrec", "bert4rec")}
+        mine = ROOT / "genrec/baselines" / f"{argument}.py"
+        needed = (needed - others) | {mine} | project_imports(mine)
+    missing = sorted(str(path.relative_to(ROOT)) for path in needed - deps)
+    assert not missing, f"stage {stage} imports {missing} but dvc.yaml does not list them as deps"
