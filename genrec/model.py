@@ -97,10 +97,18 @@ def rank_next_items(model: GPT2LMHeadModel, sequences: UserSequences, users: np.
         batch = np.asarray(users[start:start + batch_size])
         items = torch.from_numpy(sequences.last_items(batch, window, side="right")).to(device)
         lengths = torch.from_numpy(np.minimum(sequences.lengths(batch), window)).to(device)
-        logits = last_logits(model, items, lengths).float()
+        logits = check_scores(last_logits(model, items, lengths).float())
         logits[sequences.seen_mask(batch, num_items, device)] = -torch.inf
         out.append(top_k_stable(logits, k).cpu())
     return torch.cat(out)
+
+
+def check_scores(scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` if no score is NaN or +inf (-inf marks banned items): weights that blew up
+    in training must not rank items silently."""
+    if torch.isnan(scores).any() or torch.isposinf(scores).any():
+        raise FloatingPointError("the model's scores hold NaN or inf: its weights have overflowed")
+    return scores
 
 
 def top_k_stable(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -3,6 +3,7 @@
 users and evaluate exactly as the generation strategies are (SPEC §6)."""
 
 import argparse
+import contextlib
 import importlib
 import json
 import time
@@ -15,8 +16,9 @@ from genrec import metrics, params
 from genrec.baselines import NAMES
 from genrec.baselines.common import Data
 from genrec.errors import stage_main
+from genrec.io import atomic_path, require_input
 from genrec.model import resolve_device
-from genrec.sequences import UserSequences
+from genrec.sequences import UserSequences, check_unseen
 
 
 @stage_main
@@ -34,7 +36,7 @@ def main() -> None:
     config = params.section(params.load(), name, baseline.Params)
     device = resolve_device(config.device, f"{name}.device") if hasattr(config, "device") else torch.device("cpu")
 
-    meta = json.loads(open(f"{args.split}/meta.json").read())
+    meta = json.loads(open(require_input(f"{args.split}/meta.json", "split")).read())
     train = pd.read_parquet(f"{args.split}/train.parquet")
     test = pd.read_parquet(f"{args.split}/test.parquet")
     first = pd.read_parquet(f"{args.split}/validation.parquet").query("position == 0").sort_values("user_id")
@@ -42,38 +44,44 @@ def main() -> None:
                 first["user_id"].to_numpy(), first["item_id"].to_numpy())
     users = test["user_id"].drop_duplicates().sort_values().to_numpy()
 
+    check_unseen(data.sequences, users, data.num_items, config.k, f"{name}.k")
+
     start = time.perf_counter()
-    if baseline.TRAINED:
-        with Live(f"{args.metrics}/{name}_train", dvcyaml=False, save_dvc_exp=False) as live:
-            def log(epoch) -> None:
-                live.step = epoch.epoch  # epochs trained (BPR validates every bpr.eval_every epochs)
-                for key, value in epoch.train.items():
-                    live.log_metric(f"train/{key}", value)
-                live.log_metric("val/ndcg@10", epoch.ndcg)
-                live.log_metric("val/hr@10", epoch.hit_rate)
-                live.log_metric("epoch_seconds", round(epoch.seconds, 3))
-                live.next_step()
-                print(f"epoch {epoch.epoch}: " + "".join(f"{k} {v:.4f}, " for k, v in epoch.train.items())
-                      + f"val NDCG@10 {epoch.ndcg:.4f}, HR@10 {epoch.hit_rate:.4f} ({epoch.seconds:.1f} s)",
-                      flush=True)
+    # The learning curves are written to a temporary folder and moved into place with the
+    # recommendations and metrics: an interrupted run never leaves a partial summary.
+    with contextlib.ExitStack() as outputs:
+        if baseline.TRAINED:
+            live_dir = outputs.enter_context(atomic_path(f"{args.metrics}/{name}_train"))
+            with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+                def log(epoch) -> None:
+                    live.step = epoch.epoch  # epochs trained (BPR validates every bpr.eval_every epochs)
+                    for key, value in epoch.train.items():
+                        live.log_metric(f"train/{key}", value)
+                    live.log_metric("val/ndcg@10", epoch.ndcg)
+                    live.log_metric("val/hr@10", epoch.hit_rate)
+                    live.log_metric("epoch_seconds", round(epoch.seconds, 3))
+                    live.next_step()
+                    print(f"epoch {epoch.epoch}: " + "".join(f"{k} {v:.4f}, " for k, v in epoch.train.items())
+                          + f"val NDCG@10 {epoch.ndcg:.4f}, HR@10 {epoch.hit_rate:.4f} ({epoch.seconds:.1f} s)",
+                          flush=True)
 
-            recs, result = baseline.fit_recommend(data, users, config, device, on_epoch=log)
-            # The summary is the best epoch, not the last one: its model made the recommendations.
-            live.summary = {
-                "best_epoch": result.best.epoch,
-                "epochs": result.history[-1].epoch,
-                "train": result.best.train,
-                "val": {"ndcg@10": result.best.ndcg, "hr@10": result.best.hit_rate},
-            }
-            live.make_summary()
-        trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
-    else:
-        recs, _ = baseline.fit_recommend(data, users, config, device)
-        trained = ""
-    seconds = time.perf_counter() - start
+                recs, result = baseline.fit_recommend(data, users, config, device, on_epoch=log)
+                # The summary is the best epoch, not the last one: its model made the recommendations.
+                live.summary = {
+                    "best_epoch": result.best.epoch,
+                    "epochs": result.history[-1].epoch,
+                    "train": result.best.train,
+                    "val": {"ndcg@10": result.best.ndcg, "hr@10": result.best.hit_rate},
+                }
+                live.make_summary()
+            trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
+        else:
+            recs, _ = baseline.fit_recommend(data, users, config, device)
+            trained = ""
+        seconds = time.perf_counter() - start
 
-    summary = metrics.write_results(name, users, recs, test, train["item_id"].nunique(),
-                                    args.recs or f"data/recs/{name}.parquet", args.metrics)
+        summary = metrics.write_results(name, users, recs, test, train,
+                                        args.recs or f"data/recs/{name}.parquet", args.metrics)
     print(f"{name}: {trained}{len(users)} users in {seconds:.1f} s on {device}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
 

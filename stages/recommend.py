@@ -9,8 +9,9 @@ import pandas as pd
 
 from genrec import metrics, params
 from genrec.errors import stage_main
+from genrec.io import require_input
 from genrec.model import load, resolve_device
-from genrec.sequences import UserSequences
+from genrec.sequences import UserSequences, check_unseen
 from genrec.strategies import PARAMS_OF, STRATEGIES, GenerationParams, recommend
 
 
@@ -27,21 +28,22 @@ def main() -> None:
 
     # Read and check every param before the model is loaded.
     config = params.section(params.load(), "generation", GenerationParams, keys=PARAMS_OF[strategy])
-    config.check_window(json.loads(open(f"{args.model}/config.json").read())["n_positions"])
+    config.check_window(json.loads(open(require_input(f"{args.model}/config.json", "train")).read())["n_positions"])
     device = resolve_device(config.device, "generation.device")
 
-    meta = json.loads(open(f"{args.split}/meta.json").read())
+    meta = json.loads(open(require_input(f"{args.split}/meta.json", "split")).read())
     train = pd.read_parquet(f"{args.split}/train.parquet")
     test = pd.read_parquet(f"{args.split}/test.parquet")
     sequences = UserSequences.from_frame(train, meta["num_users"])
     users = test["user_id"].drop_duplicates().sort_values().to_numpy()
+    check_unseen(sequences, users, meta["num_items"], config.horizon, "generation.horizon")
     model = load(args.model, device)
 
     start = time.perf_counter()
     recs = recommend(strategy, model, sequences, users, config)
     seconds = time.perf_counter() - start
 
-    summary = metrics.write_results(strategy, users, recs, test, train["item_id"].nunique(),
+    summary = metrics.write_results(strategy, users, recs, test, train,
                                     args.recs or f"data/recs/{strategy}.parquet", args.metrics)
     print(f"{strategy}: {len(users)} users in {seconds:.1f} s on {device}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from genrec import report
 from genrec.errors import stage_main
-from genrec.io import atomic_path
+from genrec.io import atomic_paths
 
 
 @stage_main
@@ -17,12 +17,11 @@ def main() -> None:
     args = parser.parse_args()
 
     frame = report.table(args.metrics, args.names)
-    with atomic_path(args.metrics / "report.md") as tmp:
-        tmp.write_text(report.markdown(frame))
-    with atomic_path(args.metrics / "report.json") as tmp:
-        tmp.write_text(json.dumps(frame.to_dict(orient="index"), indent=2) + "\n")
-    with atomic_path(args.metrics / "positions.png") as tmp:
-        report.figure(args.metrics, args.names, tmp)
+    names = ("report.md", "report.json", "positions.png")
+    with atomic_paths(*(args.metrics / name for name in names)) as (md, table, png):  # one set
+        md.write_text(report.markdown(frame))
+        table.write_text(json.dumps(frame.to_dict(orient="index"), indent=2) + "\n")
+        report.figure(args.metrics, args.names, png)
     print(report.markdown(frame))
 
 
