@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,17 @@ def check_scores(scores: torch.Tensor) -> torch.Tensor:
     if torch.isnan(scores).any() or torch.isposinf(scores).any():
         raise FloatingPointError("the model's scores hold NaN or inf: its weights have overflowed")
     return scores
+
+
+def stop_if_diverged(epoch: int, values: dict[str, float], lr_label: str) -> None:
+    """Stop with the fix when an epoch's loss or validation is NaN or infinite: the weights
+    have overflowed, and every later epoch and every downstream stage would use them."""
+    bad = [f"{name} {value}" for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise UserError(
+            f"training diverged at epoch {epoch} ({', '.join(bad)}): the weights overflowed, so nothing "
+            f"was written. Lower {lr_label}"
+        )
 
 
 def top_k_stable(scores: torch.Tensor, k: int) -> torch.Tensor:

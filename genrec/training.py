@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from genrec import metrics
-from genrec.errors import UserError
-from genrec.model import PADDING, rank_next_items
+from genrec.model import PADDING, rank_next_items, stop_if_diverged
 from genrec.params import require
 from genrec.sequences import UserSequences
 
@@ -68,17 +67,6 @@ def validate(model, sequences: UserSequences, users: np.ndarray, targets: np.nda
         return math.nan, math.nan
     scores = metrics.per_user(recs, targets[:, None])
     return float(scores["ndcg"].mean()), float(scores["hit_rate"].mean())
-
-
-def stop_if_diverged(epoch: int, values: dict[str, float], lr_label: str) -> None:
-    """Stop with the fix when an epoch's loss or validation is NaN or infinite: the weights
-    have overflowed, and every later epoch and every downstream stage would use them."""
-    bad = [f"{name} {value}" for name, value in values.items() if not math.isfinite(value)]
-    if bad:
-        raise UserError(
-            f"training diverged at epoch {epoch} ({', '.join(bad)}): the weights overflowed, so nothing "
-            f"was written. Lower {lr_label}"
-        )
 
 
 def train(model, sequences: UserSequences, val_users: np.ndarray, val_targets: np.ndarray,

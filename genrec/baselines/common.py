@@ -12,10 +12,9 @@ import numpy as np
 import torch
 
 from genrec import metrics
-from genrec.model import check_scores, top_k_stable
+from genrec.model import check_scores, stop_if_diverged, top_k_stable
 from genrec.params import require
 from genrec.sequences import UserSequences
-from genrec.training import stop_if_diverged
 
 VALIDATION_K = 10  # validation NDCG@10 / HR@10, whatever the list length k
 BATCH_USERS = 256  # users scored at once when ranking
