@@ -65,7 +65,31 @@ DATASETS = {"ml-100k": ML_100K, "ml-1m": ML_1M, "ml-20m": ML_20M}
 
 def cache_dir() -> Path:
     """Where verified archives are kept: ``$GENREC_CACHE_DIR`` or ``~/.cache/genrec``."""
-    return Path(os.environ.get("GENREC_CACHE_DIR", Path.home() / ".cache" / "genrec"))
+    value = os.environ.get("GENREC_CACHE_DIR")
+    if value is None:
+        return Path.home() / ".cache" / "genrec"
+    if not value.strip():
+        raise UserError("GENREC_CACHE_DIR is set but empty; unset it (the cache is then ~/.cache/genrec) "
+                        "or set it to a folder")
+    folder = Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"GENREC_CACHE_DIR is {folder}, which is a file, not a folder; "
+                        "point it at a folder (it is created if missing)")
+    return folder
+
+
+def cached(dest: Path, algorithm: str, expected: str) -> bool:
+    """Whether ``dest`` holds a verified archive. A corrupt one is removed, and said so;
+    something other than a file there is a clear error."""
+    if not dest.exists():
+        return False
+    if not dest.is_file():
+        raise UserError(f"the cache entry {dest} is not a file (a folder?); remove it and rerun")
+    if file_digest(dest, algorithm) == expected:
+        return True
+    print(f"cached {dest} fails its {algorithm} check; downloading it again", file=sys.stderr)
+    dest.unlink()
+    return False
 
 
 def load(dataset: str) -> pd.DataFrame:
@@ -99,11 +123,8 @@ def fetch(url: str, dest: Path, md5: str) -> Path:
     The bytes go to a temporary file beside ``dest`` and are moved into place only
     once their md5 matches, so ``dest`` is never a partial or corrupt file.
     """
-    if dest.exists():
-        if file_digest(dest, "md5") == md5:
-            return dest
-        print(f"cached {dest} fails its md5 check; downloading it again", file=sys.stderr)
-        dest.unlink()
+    if cached(dest, "md5", md5):
+        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
     tmp = Path(tmp_name)
@@ -146,7 +167,7 @@ def fetch(url: str, dest: Path, md5: str) -> Path:
 def fetch_recbole_wheel(source: RecboleWheel, folder: Path, pip_args: tuple[str, ...] = ()) -> Path:
     """Fetch the recbole wheel with pip (never installed) and verify its sha256."""
     dest = folder / source.file
-    if dest.exists() and file_digest(dest, "sha256") == source.sha256:
+    if cached(dest, "sha256", source.sha256):
         return dest
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".recbole.", dir=folder) as tmp:
@@ -278,6 +299,8 @@ def read_user_file(path: Path) -> pd.DataFrame:
         if frame[column].isna().any():
             row = int(np.flatnonzero(frame[column].isna().to_numpy())[0])
             raise UserError(f"{label} has an empty {column} in data row {row + 1}")
+    for column in ("user_id", "item_id"):
+        _check_ids(frame[column], column, label)
     timestamps = _parse_timestamps(frame["timestamp"], label)
     rating = frame["rating"] if "rating" in frame.columns else pd.Series(np.nan, index=frame.index)
     return pd.DataFrame({
@@ -288,18 +311,35 @@ def read_user_file(path: Path) -> pd.DataFrame:
     })
 
 
+def _check_ids(column: pd.Series, name: str, label: str) -> None:
+    """Ids must be numbers or strings: lists, dicts or a mix of numbers and strings cannot
+    be sorted and remapped (and would only fail after the raw table was written)."""
+    if pd.api.types.is_bool_dtype(column):
+        raise UserError(f"{label}: the {name} column holds true/false values; ids must be numbers or strings")
+    if pd.api.types.is_numeric_dtype(column):
+        return
+    kind = pd.api.types.infer_dtype(column, skipna=False)
+    if kind not in ("string", "integer", "floating"):
+        bad = column.map(lambda v: not isinstance(v, str)).to_numpy(dtype=bool)
+        row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+        raise UserError(
+            f"{label}: {name} {column.iloc[row]!r} in data row {row + 1} is a {type(column.iloc[row]).__name__}; "
+            f"every {name} must be a number or a string, all of one kind"
+        )
+
+
 def _parse_timestamps(column: pd.Series, label: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(column):
         raise UserError(f"{label}: the timestamp column holds true/false values; use Unix seconds or ISO dates")
     if pd.api.types.is_numeric_dtype(column):
-        return column.to_numpy().astype(np.int64)
+        return _seconds(column.to_numpy(), column, label)
     if pd.api.types.is_datetime64_any_dtype(column):
         if isinstance(column.dtype, pd.DatetimeTZDtype):
             column = column.dt.tz_convert(None)  # to UTC, then naive
         return (column.astype("datetime64[s]").astype(np.int64)).to_numpy()
     numeric = pd.to_numeric(column, errors="coerce")
     if numeric.notna().all():
-        return numeric.to_numpy().astype(np.int64)
+        return _seconds(numeric.to_numpy(), column, label)
     parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
     bad = parsed.isna().to_numpy() & numeric.isna().to_numpy()
     if bad.any():
@@ -315,6 +355,18 @@ def _parse_timestamps(column: pd.Series, label: str) -> np.ndarray:
             f"{row + 1}) with date-times; use one format: Unix seconds or ISO dates"
         )
     return (parsed.dt.tz_convert(None).astype("datetime64[s]").astype(np.int64)).to_numpy()
+
+
+def _seconds(values: np.ndarray, column: pd.Series, label: str) -> np.ndarray:
+    """Numeric timestamps as int64 seconds; a value int64 cannot hold (which numpy would
+    silently turn into -2**63) or an infinite one is an error."""
+    if values.dtype.kind == "f":
+        bad = ~(np.abs(values) < 2.0**63)  # also catches inf
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(f"{label}: timestamp {column.iloc[row]} in data row {row + 1} is out of range; "
+                            "use Unix seconds")
+    return values.astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ class UserError(Exception):
 
 
 def stage_main(main: Callable[[], None]) -> Callable[[], None]:
-    """Run a stage's ``main``; turn a ``UserError`` into a message and exit code 2."""
+    """Run a stage's ``main``; turn a ``UserError`` into a message and exit code 2, and
+    Ctrl-C into one line and exit code 130 (the shell's code for SIGINT)."""
 
     @functools.wraps(main)
     def wrapper() -> None:
@@ -24,5 +25,9 @@ def stage_main(main: Callable[[], None]) -> Callable[[], None]:
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            # Outputs are written atomically, so an interrupted stage leaves the previous ones.
+            print("interrupted: the stage stopped and its previous outputs are left as they were", file=sys.stderr)
+            sys.exit(130)
 
     return wrapper

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from genrec.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -32,11 +34,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """``atomic_path`` for a stage's outputs as one set: the caller writes every temporary,
+    and only then are all moved into place, so a failure or Ctrl-C while writing leaves
+    the previous set whole (never a new file beside old ones) and no temporaries."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
+
+
+def json_text(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
 def write_json(path: str | os.PathLike, data: dict) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json_text(data))
 
 
 def write_parquet(path: str | os.PathLike, frame) -> None:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+def require_input(path: str | os.PathLike, stage: str) -> str:
+    """``path``, an output of ``stage``, if it exists: a stage script run before the stage that
+    makes its input gets one clear line, not a traceback."""
+    if not Path(path).exists():
+        raise UserError(f"{path} not found: run `dvc repro {stage}` first, or pass the path of its output")
+    return str(path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from genrec.io import atomic_path, write_json, write_parquet
+from genrec.io import atomic_paths, json_text
 
 PADDING = 0
 
@@ -63,8 +63,9 @@ def summary(recs: np.ndarray, relevant: np.ndarray, num_train_items: int) -> dic
 
 
 def coverage(recs: np.ndarray, num_train_items: int) -> float:
-    """Distinct recommended items / items in the training data."""
-    return float(len(np.unique(np.asarray(recs))) / num_train_items)
+    """Distinct recommended items / items in the training data; padding 0 is not an item."""
+    items = np.unique(np.asarray(recs))
+    return float(np.count_nonzero(items != PADDING) / num_train_items)
 
 
 def entropy(recs: np.ndarray) -> float:
@@ -124,23 +125,53 @@ def recommendations_frame(users: np.ndarray, recs: np.ndarray) -> pd.DataFrame:
     })
 
 
-def write_results(name: str, users: np.ndarray, recs: np.ndarray, test: pd.DataFrame, num_train_items: int,
-                  recs_path: str, metrics_dir: str, extra: dict | None = None) -> dict[str, float]:
-    """Evaluate ``recs`` and write the three outputs every recommending stage has:
-    ``recs_path`` (user_id, item_id, rank), ``<metrics_dir>/<name>.json`` (plus ``extra``, e.g.
-    the chosen settings) and ``<metrics_dir>/positions/<name>.csv``. Returns the summary metrics."""
+def check_recommendations(name: str, users: np.ndarray, recs: np.ndarray, train: pd.DataFrame) -> None:
+    """The last guard before a list is written: one row per user, and every item real (not
+    padding 0), distinct within its list and unseen in the user's training interactions.
+
+    The stages refuse up front users with too few unseen items
+    (``sequences.check_unseen``), so a failure here is a bug, not bad input.
+    """
+    recs = np.asarray(recs)
+    problems = []
+    if recs.ndim != 2 or len(recs) != len(users):
+        problems.append(f"shape {recs.shape} for {len(users)} users")
+    else:
+        if (recs == PADDING).any():
+            problems.append(f"padding item 0 for {int((recs == PADDING).any(axis=1).sum())} user(s)")
+        ordered = np.sort(recs, axis=1)
+        repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+        if repeated.any():
+            problems.append(f"a repeated item for {int(repeated.sum())} user(s)")
+        seen = recommendations_frame(users, recs).merge(train[["user_id", "item_id"]].drop_duplicates())
+        if len(seen):
+            problems.append(f"already-seen items for {seen['user_id'].nunique()} user(s)")
+    if problems:
+        raise RuntimeError(f"{name} produced invalid recommendation lists ({'; '.join(problems)}); "
+                           "nothing was written")
+
+
+def write_results(name: str, users: np.ndarray, recs: np.ndarray, test: pd.DataFrame, train: pd.DataFrame,
+                  recs_path: str, metrics_dir: str, extra: dict | None = None,
+                  validation: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None) -> dict[str, float]:
+    """Check and evaluate ``recs``, then write the outputs every recommending stage has, as one
+    set: ``recs_path`` (user_id, item_id, rank), ``<metrics_dir>/<name>.json`` (plus ``extra``,
+    e.g. the chosen settings), ``<metrics_dir>/positions/<name>.csv`` and, given ``validation``
+    = (users, recs, targets), ``<metrics_dir>/validation/<name>.json`` with the same keys.
+    Returns the test summary metrics."""
+    num_train_items = train["item_id"].nunique()
+    check_recommendations(name, users, recs, train)
     summary, positions = evaluate(recs, users, test, num_train_items)
-    write_parquet(recs_path, recommendations_frame(users, recs))
-    write_json(f"{metrics_dir}/{name}.json", {**summary, **(extra or {})})
-    with atomic_path(f"{metrics_dir}/positions/{name}.csv") as tmp:
-        positions.to_csv(tmp, index=False, float_format="%.6f")
-    return summary
-
-
-def write_validation(name: str, users: np.ndarray, recs: np.ndarray, validation: pd.DataFrame,
-                     num_train_items: int, metrics_dir: str, extra: dict | None = None) -> dict[str, float]:
-    """``<metrics_dir>/validation/<name>.json``: the same metrics as the test result, on the
-    validation users against their held-out items."""
-    summary, _ = evaluate(recs, users, validation, num_train_items)
-    write_json(f"{metrics_dir}/validation/{name}.json", {**summary, **(extra or {})})
+    paths = [recs_path, f"{metrics_dir}/{name}.json", f"{metrics_dir}/positions/{name}.csv"]
+    if validation is not None:
+        val_users, val_recs, val_targets = validation
+        check_recommendations(name, val_users, val_recs, train)
+        val_summary, _ = evaluate(val_recs, val_users, val_targets, num_train_items)
+        paths.append(f"{metrics_dir}/validation/{name}.json")
+    with atomic_paths(*paths) as tmps:
+        recommendations_frame(users, recs).to_parquet(tmps[0], index=False)
+        tmps[1].write_text(json_text({**summary, **(extra or {})}))
+        positions.to_csv(tmps[2], index=False, float_format="%.6f")
+        if validation is not None:
+            tmps[3].write_text(json_text({**val_summary, **(extra or {})}))
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,12 +105,31 @@ def top_next_items(model: GPT2LMHeadModel, sequences: UserSequences, users: np.n
         batch = np.asarray(users[start:start + batch_size])
         items = torch.from_numpy(sequences.last_items(batch, window, side="right")).to(device)
         lengths = torch.from_numpy(np.minimum(sequences.lengths(batch), window)).to(device)
-        logits = last_logits(model, items, lengths).float()
+        logits = check_scores(last_logits(model, items, lengths).float())
         logits[sequences.seen_mask(batch, num_items, device)] = -torch.inf
         ranked = top_k_stable(logits, k)
         out.append(ranked.cpu())
         scores.append(logits.softmax(dim=-1).gather(1, ranked).cpu())
     return torch.cat(out), torch.cat(scores)
+
+
+def check_scores(scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` if no score is NaN or +inf (-inf marks banned items): weights that blew up
+    in training must not rank items silently."""
+    if torch.isnan(scores).any() or torch.isposinf(scores).any():
+        raise FloatingPointError("the model's scores hold NaN or inf: its weights have overflowed")
+    return scores
+
+
+def stop_if_diverged(epoch: int, values: dict[str, float], lr_label: str) -> None:
+    """Stop with the fix when an epoch's loss or validation is NaN or infinite: the weights
+    have overflowed, and every later epoch and every downstream stage would use them."""
+    bad = [f"{name} {value}" for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise UserError(
+            f"training diverged at epoch {epoch} ({', '.join(bad)}): the weights overflowed, so nothing "
+            f"was written. Lower {lr_label}"
+        )
 
 
 def top_k_stable(scores: torch.Tensor, k: int) -> torch.Tensor:

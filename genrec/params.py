@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
+from ruamel.yaml import YAML, YAMLError
 
 from genrec.errors import UserError
 
@@ -20,13 +20,21 @@ T = TypeVar("T")
 
 
 def load(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """``params.yaml`` read as DVC reads it: ruamel.yaml's safe loader, YAML 1.2 rules.
+
+    PyYAML follows YAML 1.1, where ``1e-05`` (the spelling ``dvc exp run -S train.lr=0.00001``
+    writes) is a string; under YAML 1.2 it is the number DVC meant.
+    """
     path = Path(path)
     try:
-        params = yaml.safe_load(path.read_text())
+        params = YAML(typ="safe").load(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path} not found: run the stage from the repository root") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"{path} is not valid YAML: {error}") from None
+    except YAMLError as error:
+        # One line: the problem and where, without ruamel's multi-line excerpt.
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path} is not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
     if not isinstance(params, dict):
         raise UserError(f"{path} must be a mapping of sections, got {type(params).__name__}")
     return params

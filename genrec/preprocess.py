@@ -15,8 +15,11 @@ from genrec.params import require
 class PreprocessParams:
     min_item_users: int = 5  # keep items seen by at least this many distinct users
     min_user_items: int = 20  # then users with at least this many distinct items
+    duplicates: str = "keep"  # rows repeating an earlier row's user, item and timestamp: keep or drop
 
     def validate(self) -> None:
+        require(self.duplicates in ("keep", "drop"), "preprocess.duplicates",
+                f"must be keep or drop, got {self.duplicates!r}")
         require(self.min_item_users >= 1, "preprocess.min_item_users", f"must be at least 1, got {self.min_item_users}")
         require(self.min_user_items >= 1, "preprocess.min_user_items", f"must be at least 1, got {self.min_user_items}")
 
@@ -26,6 +29,7 @@ class Prepared:
     interactions: pd.DataFrame  # user_id (0..U-1), item_id (1..N), timestamp, rating; sorted
     users: pd.DataFrame  # user_id, raw_user_id
     items: pd.DataFrame  # item_id, raw_item_id
+    duplicates: int = 0  # rows that repeat an earlier row's user, item and timestamp (kept or dropped)
 
 
 def distinct_counts(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
@@ -37,6 +41,17 @@ def distinct_counts(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int
     first[:1] = True
     np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
     return np.bincount(pairs[first] // n_cols, minlength=n_rows)
+
+
+def repeated_rows(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """Bool per row of a table sorted by user, then time: True where an earlier row has the
+    same user, item and timestamp (the first of equal rows is not flagged)."""
+    # A stable sort by (user, item) keeps the time order: equal rows become neighbours.
+    order = np.argsort(users * (int(items.max(initial=0)) + 1) + items, kind="stable")
+    u, i, t = users[order], items[order], timestamps[order]
+    repeated = np.zeros(len(order), dtype=bool)
+    repeated[order[1:]] = (u[1:] == u[:-1]) & (i[1:] == i[:-1]) & (t[1:] == t[:-1])
+    return repeated
 
 
 def user_time_order(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
@@ -81,16 +96,20 @@ def preprocess(raw: pd.DataFrame, params: PreprocessParams) -> Prepared:
     users = new_user[user_code[keep]]
     timestamps = raw["timestamp"].to_numpy()[keep].astype(np.int64, copy=False)
     order = user_time_order(users, timestamps)
-    interactions = pd.DataFrame({
-        "user_id": users[order],
-        "item_id": new_item[item_code[keep]][order],
-        "timestamp": timestamps[order],
-        "rating": raw["rating"].to_numpy()[keep][order],
-    }, copy=False)  # the columns are fresh arrays: no need to copy them into one block
+    users, items, timestamps = users[order], new_item[item_code[keep]][order], timestamps[order]
+    ratings = raw["rating"].to_numpy()[keep][order]
+    # Exact repeats change no distinct count, so the filters above are the same either way.
+    repeated = repeated_rows(users, items, timestamps)
+    if params.duplicates == "drop":
+        unique = ~repeated
+        users, items, timestamps, ratings = users[unique], items[unique], timestamps[unique], ratings[unique]
+    interactions = pd.DataFrame({"user_id": users, "item_id": items, "timestamp": timestamps, "rating": ratings},
+                                copy=False)  # the columns are fresh arrays: no need to copy them into one block
     return Prepared(
         interactions=interactions,
         users=pd.DataFrame({"user_id": np.arange(len(kept_users)), "raw_user_id": user_raw[kept_users]}),
         items=pd.DataFrame({"item_id": np.arange(1, len(kept_items) + 1), "raw_item_id": item_raw[kept_items]}),
+        duplicates=int(repeated.sum()),
     )
 
 

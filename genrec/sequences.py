@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genrec.errors import UserError
+from genrec.preprocess import distinct_counts
+
 
 @dataclass(frozen=True)
 class UserSequences:
@@ -48,14 +51,39 @@ class UserSequences:
         index = np.clip(index, 0, max(len(self.items) - 1, 0))
         return np.where(valid, self.items[index] if len(self.items) else 0, 0)
 
-    def seen_mask(self, users: np.ndarray, num_items: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """(len(users), num_items + 1) bool tensor: True for each user's seen items and for padding 0."""
+    def pairs(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every seen (row, item) of ``users``: row i of ``users``, long form, in sequence order."""
         lengths = self.lengths(users)
         rows = np.repeat(np.arange(len(users)), lengths)
         # Position of every seen item in ``items``: each user's start plus 0..length-1.
         offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        cols = self.items[np.repeat(self.indptr[users], lengths) + offsets]
+        return rows, self.items[np.repeat(self.indptr[users], lengths) + offsets]
+
+    def seen_mask(self, users: np.ndarray, num_items: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(len(users), num_items + 1) bool tensor: True for each user's seen items and for padding 0."""
+        rows, cols = self.pairs(users)
         mask = torch.zeros(len(users), num_items + 1, dtype=torch.bool, device=device)
         mask[torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)] = True
         mask[:, 0] = True
         return mask
+
+
+def check_unseen(sequences: UserSequences, users: np.ndarray, num_items: int, k: int, label: str) -> None:
+    """Refuse, before any work, users who have seen so much of the catalogue that fewer than
+    ``k`` unseen items are left: their list would need padding, seen items or repeats.
+
+    One check for every strategy and baseline; the message names the users and the fix.
+    """
+    users = np.asarray(users)
+    rows, items = sequences.pairs(users)
+    unseen = num_items - distinct_counts(rows, items, len(users), num_items + 1)
+    short = np.flatnonzero(unseen < k)
+    if len(short):
+        shown = ", ".join(f"user {users[i]} ({unseen[i]})" for i in short[:5])
+        more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+        raise UserError(
+            f"{len(short)} user(s) have fewer than {label} = {k} unseen items among the {num_items} items of "
+            f"the catalogue, so their list cannot be filled without padding, seen items or repeats: "
+            f"{shown}{more} (user ids of data/split, unseen items in brackets). Set {label} to at most "
+            f"{int(unseen.min())}, or use a dataset with a larger catalogue"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from genrec import metrics
-from genrec.model import PADDING, rank_next_items
+from genrec.model import PADDING, rank_next_items, stop_if_diverged
 from genrec.params import require
 from genrec.sequences import UserSequences
 
@@ -60,7 +61,10 @@ def validate(model, sequences: UserSequences, users: np.ndarray, targets: np.nda
              k: int = 10) -> tuple[float, float]:
     """Validation NDCG@k and HR@k against each user's first held-out item."""
     model.eval()
-    recs = rank_next_items(model, sequences, users, window, k).numpy()
+    try:
+        recs = rank_next_items(model, sequences, users, window, k).numpy()
+    except FloatingPointError:  # overflowed weights: stop_if_diverged stops the training
+        return math.nan, math.nan
     scores = metrics.per_user(recs, targets[:, None])
     return float(scores["ndcg"].mean()), float(scores["hit_rate"].mean())
 
@@ -101,6 +105,7 @@ def train(model, sequences: UserSequences, val_users: np.ndarray, val_targets: n
         ndcg, hit_rate = validate(model, sequences, val_users, val_targets, window)
         end = time.perf_counter()
         current = EpochResult(epoch, total_loss / total_tokens, ndcg, hit_rate, end - start, end - validation_start)
+        stop_if_diverged(epoch, {"training loss": current.loss, "validation NDCG@10": ndcg}, "train.lr")
         if result is None or current.ndcg > result.best.ndcg:
             best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
             result = TrainResult(best=current, history=(result.history if result else []), best_state=best_state)

@@ -3,6 +3,7 @@
 and the test users and evaluate exactly as the generation strategies are (docs/method.md §6)."""
 
 import argparse
+import contextlib
 import importlib
 import json
 import time
@@ -16,9 +17,10 @@ from genrec import metrics, params
 from genrec.baselines import NAMES
 from genrec.baselines.common import Data
 from genrec.errors import stage_main
+from genrec.io import atomic_path, require_input
 from genrec.model import resolve_device
 from genrec.progress import Progress
-from genrec.sequences import UserSequences
+from genrec.sequences import UserSequences, check_unseen
 
 
 @stage_main
@@ -36,7 +38,7 @@ def main() -> None:
     config = params.section(params.load(), name, baseline.Params)
     device = resolve_device(config.device, f"{name}.device") if hasattr(config, "device") else torch.device("cpu")
 
-    meta = json.loads(open(f"{args.split}/meta.json").read())
+    meta = json.loads(open(require_input(f"{args.split}/meta.json", "split")).read())
     train = pd.read_parquet(f"{args.split}/train.parquet")
     test = pd.read_parquet(f"{args.split}/test.parquet")
     validation = pd.read_parquet(f"{args.split}/validation.parquet")
@@ -49,41 +51,46 @@ def main() -> None:
     # the strategies) and the test users.
     both = np.concatenate([val_users, users])
 
+    check_unseen(data.sequences, both, data.num_items, config.k, f"{name}.k")
+
     start = time.perf_counter()
-    if baseline.TRAINED:
-        with Live(f"{args.metrics}/{name}_train", dvcyaml=False, save_dvc_exp=False) as live, \
-                Progress(config.max_epochs, f"train {name}", "epochs") as bar:
-            def log(epoch) -> None:
-                live.step = epoch.epoch  # epochs trained (BPR validates every bpr.eval_every epochs)
-                for key, value in epoch.train.items():
-                    live.log_metric(f"train/{key}", value)
-                live.log_metric("val/ndcg@10", epoch.ndcg)
-                live.log_metric("val/hr@10", epoch.hit_rate)
-                live.log_metric("epoch_seconds", round(epoch.seconds, 3))
-                live.next_step()
-                bar.update(epoch.epoch - bar.done, **epoch.train, **{"val ndcg@10": epoch.ndcg},
-                           seconds=round(epoch.seconds, 1))
+    # The learning curves are written to a temporary folder and moved into place with the
+    # recommendations and metrics: an interrupted run never leaves a partial summary.
+    with contextlib.ExitStack() as outputs:
+        if baseline.TRAINED:
+            live_dir = outputs.enter_context(atomic_path(f"{args.metrics}/{name}_train"))
+            with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live, \
+                    Progress(config.max_epochs, f"train {name}", "epochs") as bar:
+                def log(epoch) -> None:
+                    live.step = epoch.epoch  # epochs trained (BPR validates every bpr.eval_every epochs)
+                    for key, value in epoch.train.items():
+                        live.log_metric(f"train/{key}", value)
+                    live.log_metric("val/ndcg@10", epoch.ndcg)
+                    live.log_metric("val/hr@10", epoch.hit_rate)
+                    live.log_metric("epoch_seconds", round(epoch.seconds, 3))
+                    live.next_step()
+                    bar.update(epoch.epoch - bar.done, **epoch.train, **{"val ndcg@10": epoch.ndcg},
+                               seconds=round(epoch.seconds, 1))
 
-            recs, result = baseline.fit_recommend(data, both, config, device, on_epoch=log)
-            # The summary is the best epoch, not the last one: its model made the recommendations.
-            live.summary = {
-                "best_epoch": result.best.epoch,
-                "epochs": result.history[-1].epoch,
-                "train": result.best.train,
-                "val": {"ndcg@10": result.best.ndcg, "hr@10": result.best.hit_rate},
-            }
-            live.make_summary()
-        trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
-    else:
-        recs, _ = baseline.fit_recommend(data, both, config, device)
-        trained = ""
-    seconds = time.perf_counter() - start
-    val_recs, recs = recs[:len(val_users)], recs[len(val_users):]
+                recs, result = baseline.fit_recommend(data, both, config, device, on_epoch=log)
+                # The summary is the best epoch, not the last one: its model made the recommendations.
+                live.summary = {
+                    "best_epoch": result.best.epoch,
+                    "epochs": result.history[-1].epoch,
+                    "train": result.best.train,
+                    "val": {"ndcg@10": result.best.ndcg, "hr@10": result.best.hit_rate},
+                }
+                live.make_summary()
+            trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
+        else:
+            recs, _ = baseline.fit_recommend(data, both, config, device)
+            trained = ""
+        seconds = time.perf_counter() - start
+        val_recs, recs = recs[:len(val_users)], recs[len(val_users):]
 
-    num_train_items = train["item_id"].nunique()
-    metrics.write_validation(name, val_users, val_recs, validation, num_train_items, args.metrics)
-    summary = metrics.write_results(name, users, recs, test, num_train_items,
-                                    args.recs or f"data/recs/{name}.parquet", args.metrics)
+        summary = metrics.write_results(name, users, recs, test, train,
+                                        args.recs or f"data/recs/{name}.parquet", args.metrics,
+                                        validation=(val_users, val_recs, validation))
     print(f"{name}: {trained}{len(users)} users in {seconds:.1f} s on {device}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
 

@@ -2,12 +2,13 @@
 
 import argparse
 import json
+import sys
 
 import pandas as pd
 
 from genrec import params
 from genrec.errors import stage_main
-from genrec.io import atomic_path, write_json
+from genrec.io import atomic_paths, json_text, require_input
 from genrec.preprocess import PreprocessParams, preprocess, statistics
 
 
@@ -20,14 +21,19 @@ def main() -> None:
     args = parser.parse_args()
 
     config = params.section(params.load(), "preprocess", PreprocessParams)
-    prepared = preprocess(pd.read_parquet(args.raw), config)
-    with atomic_path(args.out) as out:
+    prepared = preprocess(pd.read_parquet(require_input(args.raw, "download")), config)
+    stats = {**statistics(prepared.interactions), "duplicate_rows": prepared.duplicates}
+    # The prepared tables and their statistics are moved into place together, as one set.
+    with atomic_paths(args.out, args.stats) as (out, stats_path):
         out.mkdir()
         prepared.interactions.to_parquet(out / "interactions.parquet", index=False)
         prepared.users.to_parquet(out / "users.parquet", index=False)
         prepared.items.to_parquet(out / "items.parquet", index=False)
-    stats = statistics(prepared.interactions)
-    write_json(args.stats, stats)
+        stats_path.write_text(json_text(stats))
+    if prepared.duplicates:
+        done = "dropped" if config.duplicates == "drop" else "kept (set preprocess.duplicates: drop to drop them)"
+        print(f"{prepared.duplicates} row(s) repeat an earlier row's user_id, item_id and timestamp "
+              f"(counted among the rows the filters keep): {done}", file=sys.stderr)
     print(json.dumps(stats))
 
 

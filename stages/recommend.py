@@ -6,13 +6,14 @@ import argparse
 import json
 import time
 
+import numpy as np
 import pandas as pd
 
 from genrec import metrics, params
 from genrec.errors import stage_main
-from genrec.io import atomic_path
+from genrec.io import atomic_path, require_input
 from genrec.model import load, resolve_device
-from genrec.sequences import UserSequences
+from genrec.sequences import UserSequences, check_unseen
 from genrec.strategies import PARAMS_OF, STRATEGIES, TUNED, GenerationParams, recommend
 from genrec.tuning import tune
 
@@ -30,10 +31,10 @@ def main() -> None:
 
     # Read and check every param before the model is loaded.
     config = params.section(params.load(), "generation", GenerationParams, keys=PARAMS_OF[strategy])
-    config.check_window(json.loads(open(f"{args.model}/config.json").read())["n_positions"])
+    config.check_window(json.loads(open(require_input(f"{args.model}/config.json", "train")).read())["n_positions"])
     device = resolve_device(config.device, "generation.device")
 
-    meta = json.loads(open(f"{args.split}/meta.json").read())
+    meta = json.loads(open(require_input(f"{args.split}/meta.json", "split")).read())
     config.check_catalogue(meta["num_items"])
     train = pd.read_parquet(f"{args.split}/train.parquet")
     validation = pd.read_parquet(f"{args.split}/validation.parquet")
@@ -42,6 +43,8 @@ def main() -> None:
     num_train_items = train["item_id"].nunique()
     val_users = validation["user_id"].drop_duplicates().sort_values().to_numpy()
     users = test["user_id"].drop_duplicates().sort_values().to_numpy()
+    check_unseen(sequences, np.concatenate([val_users, users]), meta["num_items"], config.horizon,
+                 "generation.horizon")
     model = load(args.model, device)
 
     # Validation users only: the test users are scored once, with the chosen setting.
@@ -50,14 +53,14 @@ def main() -> None:
     if TUNED[strategy]:
         with atomic_path(f"{args.metrics}/tuning/{strategy}.csv") as tmp:
             grid.to_csv(tmp, index=False, float_format="%.6f")
-    metrics.write_validation(strategy, val_users, val_recs, validation, num_train_items, args.metrics, extra)
 
     start = time.perf_counter()
     recs = recommend(strategy, model, sequences, users, chosen, progress=f"{strategy} on the test users")
     seconds = time.perf_counter() - start
 
-    summary = metrics.write_results(strategy, users, recs, test, num_train_items,
-                                    args.recs or f"data/recs/{strategy}.parquet", args.metrics, extra)
+    summary = metrics.write_results(strategy, users, recs, test, train,
+                                    args.recs or f"data/recs/{strategy}.parquet", args.metrics, extra,
+                                    validation=(val_users, val_recs, validation))
     print(f"{strategy}: {len(users)} test users in {seconds:.1f} s on {device}"
           + "".join(f", {k} {v}" for k, v in extra.get("chosen", {}).items()) + "; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))

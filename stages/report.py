@@ -11,7 +11,7 @@ import pandas as pd
 from genrec import examples, report
 from genrec.bundle import item_table
 from genrec.errors import stage_main
-from genrec.io import atomic_path
+from genrec.io import atomic_paths
 from genrec.strategies import STRATEGIES
 
 
@@ -36,14 +36,12 @@ def main() -> None:
         item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles)),
         pd.read_parquet(args.prepared / "users.parquet"))
     text = report.markdown(result)
-    with atomic_path(args.metrics / "report.md") as tmp:
-        tmp.write_text(text + "\n" + example_users)
-    with atomic_path(args.metrics / "report.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-    with atomic_path(args.metrics / "positions.csv") as tmp:
-        report.positions(args.metrics, args.names).to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_path(args.metrics / "positions.png") as tmp:
-        report.figure(args.metrics, args.recs, test, args.names, tmp)
+    names = ("report.md", "report.json", "positions.csv", "positions.png")
+    with atomic_paths(*(args.metrics / name for name in names)) as (md, table, curves, png):  # one set
+        md.write_text(text + "\n" + example_users)
+        table.write_text(json.dumps(result, indent=2) + "\n")
+        report.positions(args.metrics, args.names).to_csv(curves, index=False, float_format="%.6f")
+        report.figure(args.metrics, args.recs, test, args.names, png)
     print(text)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from genrec import params
 from genrec.errors import stage_main
-from genrec.io import atomic_path
+from genrec.io import atomic_path, require_input
 from genrec.split import SplitParams, split
 
 
@@ -19,7 +19,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = params.section(params.load(), "split", SplitParams)
-    items = pd.read_parquet(f"{args.prepared}/items.parquet")
+    items = pd.read_parquet(f"{require_input(args.prepared, 'preprocess')}/items.parquet")
     result = split(pd.read_parquet(f"{args.prepared}/interactions.parquet"), config)
     meta = {
         "method": config.method,

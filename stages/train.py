@@ -9,7 +9,7 @@ from dvclive import Live
 
 from genrec import params
 from genrec.errors import stage_main
-from genrec.io import atomic_path
+from genrec.io import atomic_paths, require_input
 from genrec.model import ModelParams, build, resolve_device
 from genrec.progress import Progress
 from genrec.sequences import UserSequences
@@ -29,14 +29,17 @@ def main() -> None:
     train_params = params.section(config, "train", TrainParams)
     device = resolve_device(train_params.device, "train.device")
 
-    meta = json.loads(open(f"{args.split}/meta.json").read())
+    meta = json.loads(open(require_input(f"{args.split}/meta.json", "split")).read())
     sequences = UserSequences.from_frame(pd.read_parquet(f"{args.split}/train.parquet"), meta["num_users"])
     first = pd.read_parquet(f"{args.split}/validation.parquet").query("position == 0").sort_values("user_id")
     torch.manual_seed(train_params.seed)  # the initial weights come from train.seed too
     model = build(meta["num_items"], model_params)
 
-    # The total is max_epochs; early stopping usually ends the run sooner.
-    with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live, \
+    # The model and the learning curves are written to temporaries and moved into place together
+    # at the end: an interrupted or failed run leaves the previous set, never a partial summary.
+    # The progress total is max_epochs; early stopping usually ends the run sooner.
+    with atomic_paths(args.out, args.live) as (out, live_dir), \
+            Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live, \
             Progress(train_params.max_epochs, "train GPT-2", "epochs") as bar:
         def log(epoch) -> None:
             live.log_metric("train/loss", epoch.loss)
@@ -56,9 +59,7 @@ def main() -> None:
             "val": {"ndcg@10": result.best.ndcg, "hr@10": result.best.hit_rate},
         }
         live.make_summary()
-
-    model.load_state_dict(result.best_state)
-    with atomic_path(args.out) as out:
+        model.load_state_dict(result.best_state)
         model.save_pretrained(out)  # safetensors weights + config.json
     print(f"best epoch {result.best.epoch} of {len(result.history)}: validation NDCG@10 "
           f"{result.best.ndcg:.4f}, HR@10 {result.best.hit_rate:.4f} -> {args.out}")

@@ -365,3 +365,11 @@ def test_stage_reports_bad_params(stage_folder, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "bert4rec.mask_prob" in result.stderr
     assert not (tmp_path / "metrics").exists()
+
+
+@pytest.mark.parametrize("name", ["bpr", "sasrec", "bert4rec"])
+def test_training_that_diverges_stops_with_the_fix(name):
+    # Before issue 10 SASRec and BERT4Rec trained on with NaN weights; BPR raised implicit's traceback.
+    config = dataclasses.replace(TINY[name], lr=1e10, max_epochs=2, patience=2)
+    with pytest.raises(UserError, match=rf"diverged at epoch 1 .*Lower {name}\.lr"):
+        MODULES[name].fit_recommend(DATA, TEST_USERS, config, CPU)

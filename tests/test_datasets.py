@@ -563,3 +563,54 @@ def test_titles_ml_100k_from_the_cached_wheel(tmp_path, cache, monkeypatch):
 def test_titles_of_a_users_file_are_empty(tmp_path):
     titles = datasets.load_titles(str(tmp_path / "mine.csv"))
     assert list(titles.columns) == ["raw_item_id", "title"] and titles.empty
+
+
+# --- issue 10: cache paths, corrupt cached wheel, ids and timestamps ----------------------
+
+def test_cache_dir_that_is_a_file_or_empty(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "file"))
+    with pytest.raises(UserError, match="GENREC_CACHE_DIR .* is a file"):
+        datasets.load("ml-100k")
+    monkeypatch.setenv("GENREC_CACHE_DIR", "")
+    with pytest.raises(UserError, match="GENREC_CACHE_DIR is set but empty"):
+        datasets.load("ml-1m")
+    monkeypatch.delenv("GENREC_CACHE_DIR")
+    assert datasets.cache_dir() == Path.home() / ".cache" / "genrec"
+
+
+def test_cache_entry_that_is_a_folder(server, cache, monkeypatch):
+    data = make_zip({"ml-1m/ratings.dat": ML_1M_RATINGS})
+    use_archive(monkeypatch, server, "ml-1m", GroupLensArchive("ml-1m.zip", md5(data), "ml-1m/ratings.dat"))
+    (cache / "ml-1m.zip").mkdir(parents=True)
+    with pytest.raises(UserError, match="cache entry .*ml-1m.zip is not a file"):
+        datasets.load("ml-1m")
+    assert server.requests == []
+
+
+def test_corrupt_cached_wheel_is_fetched_again_and_said_so(tmp_path, isolated_pip, capfd):
+    wheel_dir = tmp_path / "wheels"
+    _, data = make_wheel(wheel_dir)
+    source = RecboleWheel("1.2.1", sha256(data), MEMBER, sha256(INTER.encode()))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / source.file).write_bytes(data[:-10])
+    path = datasets.fetch_recbole_wheel(source, cache, pip_args=("--no-index", "--find-links", str(wheel_dir)))
+    assert path.read_bytes() == data
+    assert "fails its sha256 check; downloading it again" in capfd.readouterr().err
+
+
+def test_user_file_list_ids_are_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "lists.parquet"
+    pd.DataFrame({"user_id": [[1, 2], [3]], "item_id": [1, 2], "timestamp": [1, 2]}).to_parquet(path)
+    with pytest.raises(UserError, match=r"user_id .* in data row 1 is a ndarray; every user_id must be a number"):
+        datasets.read_user_file(path)
+
+
+@pytest.mark.parametrize("timestamps", [[1e20, 2.0], ["1e30", "2"], [float("inf"), 2.0]])
+def test_user_file_overflowing_timestamps_are_refused(tmp_path, timestamps):
+    # numpy turns 1e20 into -2**63 without a word: before issue 10 such rows were kept.
+    path = tmp_path / "big.parquet"
+    pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "timestamp": timestamps}).to_parquet(path)
+    with pytest.raises(UserError, match="timestamp .* in data row 1 is out of range"):
+        datasets.read_user_file(path)

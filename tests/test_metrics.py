@@ -240,3 +240,37 @@ def test_repeated_held_out_item_is_one_relevant_item():
     assert row["recall"] == pytest.approx(1.0)
     assert row["ndcg"] == pytest.approx(1.0)
     assert row["map"] == pytest.approx(1.0)
+
+
+# --- issue 10: no invalid list is ever written ---------------------------------------------------
+
+def test_coverage_never_counts_padding():
+    assert metrics.coverage(np.array([[1, 2, 0], [2, 0, 0]]), 4) == 0.5  # items 1 and 2 of 4
+    assert metrics.coverage(np.array([[1, 2, 3]]), 3) == 1.0
+
+
+TRAIN = pd.DataFrame({"user_id": [7, 7, 9], "item_id": [1, 2, 3]})
+
+
+@pytest.mark.parametrize("recs, problem", [
+    ([[3, 4], [0, 1]], "padding item 0 for 1 user"),
+    ([[3, 3], [1, 2]], "a repeated item for 1 user"),
+    ([[2, 3], [3, 4]], "already-seen items for 2 user"),
+    ([[3, 4]], "shape"),
+])
+def test_invalid_lists_are_refused_and_nothing_is_written(tmp_path, recs, problem):
+    users = np.array([7, 9])
+    test = pd.DataFrame({"user_id": [7, 9], "item_id": [5, 5], "position": [0, 0]})
+    with pytest.raises(RuntimeError, match=problem):
+        metrics.write_results("m", users, np.array(recs), test, TRAIN, str(tmp_path / "recs.parquet"),
+                              str(tmp_path / "metrics"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_valid_lists_are_written_as_one_set(tmp_path):
+    users = np.array([7, 9])
+    test = pd.DataFrame({"user_id": [7, 9], "item_id": [5, 5], "position": [0, 0]})
+    summary = metrics.write_results("m", users, np.array([[5, 3], [4, 1]]), test, TRAIN,
+                                    str(tmp_path / "recs.parquet"), str(tmp_path / "metrics"))
+    assert summary["hit_rate@2"] == 0.5 and summary["coverage"] == 4 / 3  # 4 items, 3 in training
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["m.csv", "m.json", "metrics", "positions", "recs.parquet"]

@@ -190,3 +190,20 @@ def test_bad_params(section, match):
 def test_missing_section():
     with pytest.raises(UserError, match="preprocess"):
         params.section({"data": {}}, "preprocess", PreprocessParams)
+
+
+@pytest.mark.parametrize("choice, expected", [("keep", [1, 1, 2, 1, 1, 1]), ("drop", [1, 2, 1, 1, 1])])
+def test_duplicate_rows_are_counted_and_kept_or_dropped(choice, expected):
+    # Rows 0 and 2 are the same event (rating aside); row 3 repeats item 10 at another time and
+    # user 2 has item 10 twice at two times: those are re-consumptions, kept either way.
+    raw = raw_table([(1, 10, 5, 1.0), (1, 11, 6, 1.0), (1, 10, 5, 2.0), (1, 10, 7, 1.0),
+                     (2, 10, 1, 1.0), (2, 10, 2, 1.0)])
+    prepared = preprocess(raw, PreprocessParams(min_item_users=1, min_user_items=1, duplicates=choice))
+    assert prepared.duplicates == 1
+    assert prepared.interactions["item_id"].tolist() == expected
+    assert prepared.interactions["rating"].tolist()[0] == 1.0  # the first of equal rows comes first
+
+
+def test_duplicates_param_is_checked():
+    with pytest.raises(UserError, match="preprocess.duplicates"):
+        params.section({"preprocess": {"duplicates": "remove"}}, "preprocess", PreprocessParams)

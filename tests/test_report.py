@@ -30,11 +30,13 @@ def make_outputs(folder: Path) -> pd.DataFrame:
     }
     test = pd.DataFrame({"user_id": np.repeat(users, K), "item_id": future.reshape(-1),
                          "position": np.tile(np.arange(K), USERS)})
+    # 300 training items, none of them recommended: every list is unseen
+    train = pd.DataFrame({"user_id": np.repeat(users, 5), "item_id": 1000 + np.arange(USERS * 5) % 300})
     for name, matrix in recs.items():
         chosen = {"temperature": 0.3} if name == "greedy" else None
-        metrics.write_results(name, users, matrix, test, 300, str(folder / "recs" / f"{name}.parquet"),
-                              str(folder / "metrics"), {"chosen": chosen} if chosen else None)
-        metrics.write_validation(name, users, matrix, test, 300, str(folder / "metrics"))
+        metrics.write_results(name, users, matrix, test, train, str(folder / "recs" / f"{name}.parquet"),
+                              str(folder / "metrics"), {"chosen": chosen} if chosen else None,
+                              validation=(users, matrix, test))
     return test
 
 

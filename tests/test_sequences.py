@@ -92,3 +92,22 @@ def test_no_items_at_all():
     np.testing.assert_array_equal(empty.last_items(np.arange(2), 3, side="right"), np.zeros((2, 3)))
     mask = empty.seen_mask(np.arange(2), 4)
     assert mask[:, 0].all() and not mask[:, 1:].any()
+
+
+def test_check_unseen_names_the_users_and_the_fix():
+    from genrec.errors import UserError
+    from genrec.sequences import check_unseen
+
+    # Catalogue of 7 items: user 0 saw 3 (4 unseen), user 3 saw 5 (2 unseen), user 2 saw 1 (6 unseen).
+    check_unseen(SEQ, np.array([0, 2, 3]), 7, 2, "generation.horizon")
+    try:
+        check_unseen(SEQ, np.array([0, 2, 3]), 7, 5, "generation.horizon")
+    except UserError as error:
+        message = str(error)
+    else:
+        raise AssertionError("no error")
+    assert "2 user(s) have fewer than generation.horizon = 5 unseen items" in message
+    assert "user 0 (4), user 3 (2)" in message and "at most 2" in message
+    # A repeated item is seen once: 2 distinct of 7 leave 5 unseen (counting rows would leave 4).
+    repeated = UserSequences.from_frame(pd.DataFrame({"user_id": [0, 0, 0], "item_id": [1, 1, 2]}), 1)
+    check_unseen(repeated, np.array([0]), 7, 5, "popularity.k")

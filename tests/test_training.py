@@ -247,3 +247,12 @@ def test_train_stage_is_reproducible(tmp_path):
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[1][name]), name
+
+
+def test_training_that_diverges_stops_with_the_fix():
+    # Before issue 10 lr 1e10 trained to NaN weights and returned them as the best epoch.
+    events = []
+    with pytest.raises(UserError, match=r"diverged at epoch 1 \(training loss nan.*Lower train\.lr"):
+        training.train(tiny_model(), SEQUENCES, USERS, TARGETS,
+                       TrainParams(lr=1e10, batch_size=16, max_epochs=3, patience=3), CPU, on_epoch=events.append)
+    assert events == []  # stopped before the epoch was logged

@@ -130,7 +130,7 @@ def fit(data: Data, params: Params, device: torch.device,
     model = build(data.num_items, params).to(device)
     matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len,
                                                         side="left"))
-    return model, fit_neural(model, matrix, train_epoch, scorer, data, params, device, on_epoch)
+    return model, fit_neural(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "bert4rec.lr")
 
 
 fit_recommend = fit_then_recommend(fit, scorer)

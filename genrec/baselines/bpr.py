@@ -15,6 +15,7 @@ factor (a constant 1 on the user side).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +23,7 @@ import numpy as np
 import scipy.sparse
 import torch
 from implicit.cpu.bpr import BayesianPersonalizedRanking
+from implicit.recommender_base import ModelFitError
 
 from genrec.baselines.common import Data, EpochResult, TrainResult, check_training, early_stopping, recommend
 from genrec.params import require
@@ -81,14 +83,17 @@ def fit(data: Data, params: Params, on_epoch: Callable[[EpochResult], None] = la
             # The share of sampled (user, positive, negative) triples ranked right: a training AUC.
             stats["auc"] = correct / max(matrix.nnz - skipped, 1)
 
-        model.fit(matrix, show_progress=False, callback=record)
+        try:
+            model.fit(matrix, show_progress=False, callback=record)
+        except ModelFitError:  # NaN factors: early_stopping stops with a message naming bpr.lr
+            stats["auc"] = math.nan
         return stats
 
     def snapshot():
         return model.user_factors.copy(), model.item_factors.copy()
 
     result = early_stopping(train_epoch, lambda users: scores(model, users), snapshot, data,
-                            params.max_epochs, params.patience, on_epoch, step=params.eval_every)
+                            params.max_epochs, params.patience, on_epoch, step=params.eval_every, lr_label="bpr.lr")
     model.user_factors, model.item_factors = result.best_state
     return model, result
 

@@ -3,6 +3,7 @@ the first held-out item, and early stopping on it (as ``genrec.training`` does f
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from genrec import metrics
-from genrec.model import top_k_stable
+from genrec.model import check_scores, stop_if_diverged, top_k_stable
 from genrec.params import require
 from genrec.sequences import UserSequences
 
@@ -51,7 +52,7 @@ Scorer = Callable[[np.ndarray], torch.Tensor]  # users (B,) -> scores (B, num_it
 def top_k_unseen(scores: torch.Tensor, sequences: UserSequences, users: np.ndarray, k: int) -> torch.Tensor:
     """(B, k) CPU tensor: the k best-scored items of each user that the user has not seen
     (padding 0 never), ties to the lower id."""
-    scores = scores.float().masked_fill(sequences.seen_mask(users, scores.shape[1] - 1, scores.device), -torch.inf)
+    scores = check_scores(scores.float()).masked_fill(sequences.seen_mask(users, scores.shape[1] - 1, scores.device), -torch.inf)
     return top_k_stable(scores, k).cpu()
 
 
@@ -66,19 +67,24 @@ def recommend(score: Scorer, sequences: UserSequences, users: np.ndarray, k: int
 
 def validate(score: Scorer, data: Data) -> tuple[float, float]:
     """Validation NDCG@10 and HR@10 against each validation user's first held-out item."""
-    recs = recommend(score, data.sequences, data.val_users, VALIDATION_K)
+    try:
+        recs = recommend(score, data.sequences, data.val_users, VALIDATION_K)
+    except FloatingPointError:  # overflowed weights: early_stopping stops the training
+        return math.nan, math.nan
     per_user = metrics.per_user(recs, np.asarray(data.val_targets)[:, None])
     return float(per_user["ndcg"].mean()), float(per_user["hit_rate"].mean())
 
 
 def early_stopping(train_epoch: Callable[[], dict[str, float]], score: Scorer, snapshot: Callable[[], Any],
                    data: Data, max_epochs: int, patience: int,
-                   on_epoch: Callable[[EpochResult], None] = lambda result: None, step: int = 1) -> TrainResult:
+                   on_epoch: Callable[[EpochResult], None] = lambda result: None, step: int = 1,
+                   lr_label: str = "the learning rate") -> TrainResult:
     """Train epoch by epoch, validating after each; stop ``patience`` epochs after the best one.
 
     ``snapshot`` copies the model's state; the best epoch's copy is returned, never the last.
     A tie is no improvement: the earlier epoch stays the best. With ``step`` > 1 each call of
     ``train_epoch`` trains ``step`` epochs and validation follows every ``step``-th epoch.
+    A NaN or infinite training statistic or validation stops with a ``UserError`` naming ``lr_label``.
     """
     result: TrainResult | None = None
     for epoch in range(step, max_epochs + 1, step):
@@ -86,6 +92,8 @@ def early_stopping(train_epoch: Callable[[], dict[str, float]], score: Scorer, s
         stats = train_epoch()
         ndcg, hit_rate = validate(score, data)
         current = EpochResult(epoch, stats, ndcg, hit_rate, time.perf_counter() - start)
+        stop_if_diverged(epoch, {**{f"training {k}": v for k, v in stats.items()}, "validation NDCG@10": ndcg},
+                         lr_label)
         if result is None or current.ndcg > result.best.ndcg:
             result = TrainResult(best=current, history=result.history if result else [], best_state=snapshot())
         result.history.append(current)
@@ -132,7 +140,8 @@ def trim_left(batch: torch.Tensor, padding: int = 0) -> torch.Tensor:
 
 
 def fit_neural(model: torch.nn.Module, matrix: torch.Tensor, train_epoch: Callable, scorer: Callable, data: Data,
-               params: Any, device: torch.device, on_epoch: Callable[[EpochResult], None]) -> TrainResult:
+               params: Any, device: torch.device, on_epoch: Callable[[EpochResult], None],
+               lr_label: str = "the learning rate") -> TrainResult:
     """Adam on shuffled rows of ``matrix`` (seeded by ``params.seed``) with early stopping on
     validation NDCG@10; loads the best epoch's weights into ``model``. Shared by SASRec and BERT4Rec,
     whose ``train_epoch(model, matrix, params, optimizer, generator, device)`` differ."""
@@ -140,7 +149,7 @@ def fit_neural(model: torch.nn.Module, matrix: torch.Tensor, train_epoch: Callab
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     result = early_stopping(lambda: train_epoch(model, matrix, params, optimizer, generator, device),
                             scorer(model, data, device), lambda: state_copy(model), data,
-                            params.max_epochs, params.patience, on_epoch)
+                            params.max_epochs, params.patience, on_epoch, lr_label=lr_label)
     model.load_state_dict(result.best_state)
     return result
 

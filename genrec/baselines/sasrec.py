@@ -158,7 +158,7 @@ def fit(data: Data, params: Params, device: torch.device,
     # Each user's last max_len + 1 items: inputs are [:, :-1], labels [:, 1:]. Built once.
     matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len + 1,
                                                         side="left"))
-    return model, fit_neural(model, matrix, train_epoch, scorer, data, params, device, on_epoch)
+    return model, fit_neural(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "sasrec.lr")
 
 
 fit_recommend = fit_then_recommend(fit, scorer)

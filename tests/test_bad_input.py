@@ -1,0 +1,176 @@
+"""Issue 10, run as the pipeline runs the stage scripts: a user file with a 30-item catalogue,
+numeric blow-ups, missing inputs and Ctrl-C each get one clear line and leave no output behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = yaml.safe_load((REPO / "params.yaml").read_text())
+STRATEGIES = ["topk", "greedy", "beam", "sampling", "rra", "ra"]
+TINY_TRAIN = {"model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2},
+              "train": {"batch_size": 16, "max_epochs": 2, "device": "cpu"}}
+
+
+def small_catalogue_file(path: Path) -> None:
+    """40 users who each saw 22 to 28 of only 30 items: after 3 held-out items most have
+    fewer than 10 unseen items left."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(40):
+        items = rng.choice(np.arange(1, 31), size=int(rng.integers(22, 29)), replace=False)
+        rows += [(f"u{user}", int(item), 1_600_000_000 + 60 * t) for t, item in enumerate(items)]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
+
+
+def write_params(folder: Path, **overrides: dict) -> None:
+    params = {name: dict(section) for name, section in GOOD.items()}
+    for name, values in overrides.items():
+        params[name].update(values)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def stage(folder: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(REPO / "stages" / script), *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: "), result.stderr
+    for word in words:
+        assert word in message, message
+
+
+def temporaries(folder: Path) -> list[str]:
+    """atomic_path's temporary folders (``.<name>.<random>``) anywhere under ``folder``."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def split_folder(tmp_path_factory) -> Path:
+    """data/split made by the real download, preprocess and split stages from the small catalogue."""
+    folder = tmp_path_factory.mktemp("catalogue30")
+    small_catalogue_file(folder / "mine.csv")
+    write_params(folder, data={"dataset": "mine.csv"}, preprocess={"min_item_users": 2, "min_user_items": 5},
+                 split={"n": 3})
+    for script in ("download.py", "preprocess.py", "split.py"):
+        result = stage(folder, script)
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+# Both stage scripts call the one check; two methods of each keep the subprocesses few.
+@pytest.mark.parametrize("method", ["topk", "rra", "popularity", "sasrec"])
+def test_too_few_unseen_items_is_one_clear_error_before_any_work(split_folder, tmp_path, method):
+    # Before issue 10 every method exited 0 here, writing padding 0, seen items and repeats.
+    folder = tmp_path / "run"
+    (folder / "model").mkdir(parents=True)
+    # A config without weights: the check must come before the model is loaded.
+    (folder / "model" / "config.json").write_text('{"n_positions": 128}')
+    write_params(folder)
+    split = str(split_folder / "data" / "split")
+    if method in STRATEGIES:
+        result = stage(folder, "recommend.py", method, "--model", "model", "--split", split)
+        param = "generation.horizon"
+    else:
+        result = stage(folder, "baseline.py", method, "--split", split)
+        param = f"{method}.k"
+    assert_one_line_error(result, param, "unseen items", "user ", "Set " + param + " to at most")
+    assert not (folder / "data").exists() and not (folder / "metrics").exists()
+
+
+def test_diverging_training_stops_and_writes_nothing(split_folder, tmp_path):
+    # Before issue 10 train.lr 1e10 exited 0 and saved a NaN model that every strategy then used.
+    write_params(tmp_path, model=TINY_TRAIN["model"], train={**TINY_TRAIN["train"], "lr": 1e10})
+    result = stage(tmp_path, "train.py", "--split", str(split_folder / "data" / "split"))
+    assert_one_line_error(result, "diverged", "train.lr")
+    assert not (tmp_path / "data" / "model").exists()
+    assert not (tmp_path / "metrics" / "train").exists() and temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("script, args, words", [
+    ("train.py", ["--split", "nowhere"], ["nowhere/meta.json", "dvc repro split"]),
+    ("recommend.py", ["topk", "--model", "nowhere"], ["nowhere/config.json", "dvc repro train"]),
+    ("recommend.py", ["topk", "--split", "nowhere"], ["nowhere/meta.json", "dvc repro split"]),
+    ("baseline.py", ["popularity", "--split", "nowhere"], ["nowhere/meta.json", "dvc repro split"]),
+    ("preprocess.py", ["--raw", "nowhere.parquet"], ["nowhere.parquet", "dvc repro download"]),
+    ("split.py", ["--prepared", "nowhere"], ["nowhere", "dvc repro preprocess"]),
+])
+def test_a_stage_run_before_its_inputs_exist_says_which_stage_to_run(tmp_path, script, args, words):
+    write_params(tmp_path)
+    if "--model" not in args and script == "recommend.py":
+        (tmp_path / "data" / "model").mkdir(parents=True)
+        (tmp_path / "data" / "model" / "config.json").write_text('{"n_positions": 128}')
+    result = stage(tmp_path, script, *args)
+    assert_one_line_error(result, *words)
+
+
+def test_ctrl_c_during_training_is_one_line_and_keeps_the_previous_outputs(split_folder, tmp_path):
+    split = str(split_folder / "data" / "split")
+    write_params(tmp_path, **TINY_TRAIN)
+    assert stage(tmp_path, "train.py", "--split", split).returncode == 0
+    summary = (tmp_path / "metrics" / "train" / "metrics.json").read_text()
+    weights = (tmp_path / "data" / "model" / "model.safetensors").read_bytes()
+
+    # A run that would take very long, interrupted once its learning curves have begun.
+    write_params(tmp_path, model=TINY_TRAIN["model"],
+                 train={**TINY_TRAIN["train"], "max_epochs": 100_000, "patience": 100_000, "seed": 7})
+    process = subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py"), "--split", split],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "metrics").glob(".train.*/train/plots/metrics/train/loss.tsv")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    time.sleep(1.0)  # several epochs in
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("interrupted")
+    # The previous run's summary and model are intact, and no temporary folder is left.
+    assert (tmp_path / "metrics" / "train" / "metrics.json").read_text() == summary
+    assert (tmp_path / "data" / "model" / "model.safetensors").read_bytes() == weights
+    assert temporaries(tmp_path) == []
+
+
+def test_summary_is_the_best_epoch_and_written_once_with_the_model(split_folder, tmp_path):
+    write_params(tmp_path, **TINY_TRAIN)
+    assert stage(tmp_path, "train.py", "--split", str(split_folder / "data" / "split")).returncode == 0
+    summary = json.loads((tmp_path / "metrics" / "train" / "metrics.json").read_text())
+    curve = pd.read_csv(tmp_path / "metrics" / "train" / "plots" / "metrics" / "val" / "ndcg@10.tsv", sep="\t")
+    assert summary["val"]["ndcg@10"] == pytest.approx(curve["ndcg@10"].max())
+    assert summary["epochs"] == len(curve) == 2
+    assert temporaries(tmp_path) == []
+
+
+def test_duplicate_rows_are_reported(tmp_path):
+    small_catalogue_file(tmp_path / "mine.csv")
+    frame = pd.read_csv(tmp_path / "mine.csv")
+    pd.concat([frame, frame.iloc[:4]]).to_csv(tmp_path / "mine.csv", index=False)
+    for choice, kept in (("keep", 4), ("drop", 0)):
+        write_params(tmp_path, data={"dataset": "mine.csv"},
+                     preprocess={"min_item_users": 2, "min_user_items": 5, "duplicates": choice})
+        assert stage(tmp_path, "download.py").returncode == 0
+        result = stage(tmp_path, "preprocess.py")
+        assert result.returncode == 0, result.stderr
+        assert "4 row(s) repeat an earlier row" in result.stderr
+        assert ("dropped" in result.stderr) == (choice == "drop")
+        stats = json.loads((tmp_path / "metrics" / "preprocess.json").read_text())
+        assert stats["duplicate_rows"] == 4
+        assert stats["interactions"] == len(frame) + kept
