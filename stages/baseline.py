@@ -70,7 +70,7 @@ def main() -> None:
                     live.log_metric("epoch_seconds", round(epoch.seconds, 3))
                     live.next_step()
                     bar.update(epoch.epoch - bar.done, **epoch.train, **{"val ndcg@10": epoch.ndcg},
-                               seconds=round(epoch.seconds, 1))
+                               seconds=f"{epoch.seconds:.1f}")
 
                 recs, result = baseline.fit_recommend(data, both, config, device, on_epoch=log)
                 # The summary is the best epoch, not the last one: its model made the recommendations.
