@@ -122,6 +122,35 @@ def test_temperature_experiment_reruns_only_temperature_stages(repo: Path) -> No
     assert json.loads((repo / "metrics/rra.json").read_text())["chosen"]["temperature"] == 0.3
 
 
+def readme_commands() -> list[str]:
+    """The commands of the README's "everyday questions" block."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("The everyday questions"):]
+    block = block[block.index("```bash") + len("```bash"):]
+    block = block[:block.index("```")]
+    return [line for line in block.splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_everyday_commands_run_and_stay_readable(repo: Path) -> None:
+    """After the temperature experiment: the README's commands answer which temperature won,
+    on validation and test, in lines a terminal can show."""
+    commands = readme_commands()
+    assert len(commands) == 5
+    outputs = {}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for command in commands:
+        command = command.replace("@10", "@5")  # the tiny pipeline recommends 5 items
+        result = subprocess.run(command, shell=True, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+        assert all(len(line) <= 200 for line in result.stdout.splitlines()), command
+        outputs[" ".join(command.split()[:3])] = result.stdout
+    shown = outputs["dvc metrics show"]
+    assert "chosen.temperature" in shown and "metrics/validation/rra.json" in shown
+    assert "metrics/rra.json:chosen.temperature" in outputs["dvc exp show"] and "0.3" in outputs["dvc exp show"]
+    assert outputs["column -s, -t"].split()[:2] == ["temperature", "top_k"]  # the tuning grid's header
+    assert (repo / "dvc_plots/index.html").exists()
+
+
 def test_baseline_experiment_reruns_only_that_baseline(repo: Path) -> None:
     out = run(["dvc", "exp", "run", "-S", "sasrec.dropout=0.2"], repo).stdout
     ran = {s for s in STAGES if f"Running stage '{s}'" in out}
