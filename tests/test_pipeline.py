@@ -105,6 +105,11 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo: Path) -> None:
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo).stdout
     shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
     assert "ndcg@5" in shown
+    # The per-position plot draws every method, coloured by method.
+    plot = json.loads(run(["dvc", "plots", "show", "--json", "ndcg_first_p"], repo).stdout)["data"]["ndcg_first_p"]
+    content = plot[0]["content"]
+    assert content["encoding"]["color"]["field"] == "method"
+    assert {row["method"] for row in content["data"]["values"]} == set(STRATEGIES + BASELINES)
 
 
 def test_temperature_experiment_reruns_only_temperature_stages(repo: Path) -> None:

@@ -1,5 +1,6 @@
-"""dvc.yaml's deps: every stage depends on its script and on every project module the script
-imports, directly or through other project modules, so that no code change goes unnoticed."""
+"""dvc.yaml itself: every stage depends on its script and on every project module the script
+imports, directly or through other project modules, so that no code change goes unnoticed;
+and each plotted file has one plot definition."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = PIPELINE["stages"]
 
 
 def module_file(name: str) -> Path | None:
@@ -62,3 +64,19 @@ def test_deps_cover_the_imports(stage):
         needed = (needed - others) | {mine} | project_imports(mine)
     missing = sorted(str(path.relative_to(ROOT)) for path in needed - deps)
     assert not missing, f"stage {stage} imports {missing} but dvc.yaml does not list them as deps"
+
+
+def test_each_plotted_file_has_one_definition():
+    """No near-duplicate plots: a file is drawn by stage-level plots or by top-level
+    definitions, never by both, and the per-position curves use the template that gives
+    every method its own colour."""
+    stage_level = [next(iter(entry)) if isinstance(entry, dict) else entry
+                   for stage in STAGES.values() for entry in stage.get("plots", [])]
+    top_level = {name: definition for entry in PIPELINE["plots"] for name, definition in entry.items()}
+    files = [path for definition in top_level.values() for path in definition["y"]]
+    assert len(stage_level) == len(set(stage_level))
+    assert not set(stage_level) & set(files)
+    assert set(top_level) == {"ndcg_first_p", "ndcg_at_p", "hit_rate_at_p"}
+    assert all(definition["template"] == "methods" for definition in top_level.values())
+    template = (ROOT / ".dvc/plots/methods.json").read_text()
+    assert '"color": {"field": "method"' in template
