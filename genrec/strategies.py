@@ -40,7 +40,7 @@ PARAMS_OF = {strategy: COMMON + tuned + (["seed"] if strategy in SAMPLED else []
 
 # Bounds that keep generation finite: logits / temperature must neither overflow nor lose
 # every difference in float32, and one user's sequences must fit in memory and finish.
-MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-6, 1e6
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-30, 1e6
 MAX_NUM_SEQUENCES = 10_000
 MAX_NUM_BEAMS = 1_000
 

@@ -245,7 +245,7 @@ def test_input_file(pipeline, recommender, tmp_path, capsys):
     (["--history", ","], "--history is empty"),
     (["--user", "nobody"], "unknown user 'nobody'"),
     (["--history", "5", "--strategy", "nucleus"], "invalid choice: 'nucleus'"),
-    (["--history", "5", "--strategy", "rra", "--temperature", "0"], "setting temperature must be positive"),
+    (["--history", "5", "--strategy", "rra", "--temperature", "0"], "setting temperature must be between"),
     (["--history", "5", "--strategy", "rra", "--temperature", "warm"], "--temperature"),
     (["--history", "5", "-k", "0"], "-k"),
     (["--history", "5", "-k", "16"], "k (generation.horizon)"),
