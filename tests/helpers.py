@@ -23,6 +23,17 @@ def run_stage(stage: str, *args: str, cwd: Path, env: dict | None = None,
                           capture_output=True, text=True, timeout=timeout)
 
 
+def run_command(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a command (dvc, git, python) in ``cwd`` with this environment's tools first on PATH
+    and a git identity; fail the test with its output unless it succeeds."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
 def cyclic_walks(num_users: int, num_items: int, seed: int = 0) -> tuple[UserSequences, np.ndarray]:
     """Every user walks the cycle 1 -> 2 -> ... -> num_items -> 1 from a random start, 8 to 24
     steps (some longer than a 16-item window). Returns the walks and each user's next item,

@@ -15,19 +15,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from helpers import run_command as run
+
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ["topk", "greedy", "beam", "sampling", "rra", "ra"]
 BASELINES = ["popularity", "bpr", "sasrec", "bert4rec"]
 STAGES = ["download", "preprocess", "split", "train", *STRATEGIES, "bundle", *BASELINES, "report"]
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def generated_interactions(users: int = 60, items: int = 40, seed: int = 0) -> pd.DataFrame:
