@@ -57,6 +57,7 @@ def repo(tmp_path_factory) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     run(["dvc", "init", "-q"], repo)
+    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")  # the project's plot template
     run(["dvc", "config", "core.analytics", "false"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny pipeline"], repo)
