@@ -2,7 +2,7 @@
 
     python -m genrec.seeds queue 1 2 3 4 5   # one queued experiment per seed: every model's and sampling's seed
     dvc exp run --run-all                    # run the queue (or: dvc queue start; dvc queue status)
-    python -m genrec.seeds table --out metrics/seeds.md
+    python -m genrec.seeds table --out metrics/seeds.md   # --rev COMMIT if HEAD moved since
 
 ``table`` reads ``dvc exp show --json`` and prints (and writes) each method's test NDCG@10,
 mean ± standard deviation over the experiments named ``seed-<n>``. The split stays fixed, so
@@ -39,11 +39,14 @@ def queue(seeds: list[int]) -> None:
 
 
 def experiments(shown: Any) -> Iterator[tuple[str, dict]]:
-    """(name, data) of every experiment in ``dvc exp show --json``'s nested output."""
+    """(name, data) of every finished experiment in ``dvc exp show --json``'s nested output;
+    a queued, running or failed one (its executor's state) is left out."""
     if isinstance(shown, list):
         for entry in shown:
             yield from experiments(entry)
     elif isinstance(shown, dict):
+        if (shown.get("executor") or {}).get("state") not in (None, "success"):
+            return
         if shown.get("name") and isinstance(shown.get("data"), dict) and "metrics" in shown["data"]:
             yield shown["name"], shown["data"]
         for key in ("experiments", "revs"):
@@ -92,11 +95,13 @@ def main() -> None:
     queued.add_argument("seeds", nargs="+", type=int)
     shown = commands.add_parser("table", help="mean ± sd of each method's test NDCG@10 over the seed experiments")
     shown.add_argument("--out", type=Path, help="also write the table to this file")
+    shown.add_argument("--rev", help="the commit the experiments were queued from (default: HEAD)")
     args = parser.parse_args()
     if args.command == "queue":
         queue(args.seeds)
         return
-    result = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    result = subprocess.run(["dvc", "exp", "show", "--json", *(["--rev", args.rev] if args.rev else [])],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         raise UserError(f"'dvc exp show --json' failed: {result.stderr.strip().splitlines()[-1:]}")
     text = summary(ndcg_by_seed(json.loads(result.stdout)))

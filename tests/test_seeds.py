@@ -67,5 +67,7 @@ def test_ndcg_by_seed_reads_nested_experiments():
     shown = [{"rev": "abc", "name": "main", "data": data(0.1), "experiments": [
         {"revs": [{"rev": "d1", "name": "seed-1", "data": data(0.2), "experiments": None}], "name": "seed-1"},
         {"revs": [{"rev": "d2", "name": "other", "data": data(0.3), "experiments": None}], "name": "other"},
+        {"revs": [{"rev": "d3", "name": "seed-2", "data": data(0.4), "experiments": None}], "name": "seed-2",
+         "executor": {"state": "running"}},  # partial metrics of a running experiment: left out
     ]}]
     assert seeds.ndcg_by_seed(shown) == {"seed-1": {"topk": 0.2}}
