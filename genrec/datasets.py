@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
