@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test bench
+.PHONY: setup repro test test-fast bench
 
 setup: $(VENV)/.installed
 
@@ -19,3 +19,7 @@ repro: setup
 
 test: setup
 	python -m pytest
+
+# The inner loop: every test that runs no stage, DVC or git process (under a minute).
+test-fast: setup
+	python -m pytest -m "not slow"

@@ -8,10 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 import genrec
 from test_pipeline import generated_interactions, repo, run  # noqa: F401 (repo: the module's fixture)
+
+pytestmark = pytest.mark.slow  # DVC experiments of the whole pipeline
 
 
 def queue_and_run(repo: Path, *experiments: list[str]) -> str:

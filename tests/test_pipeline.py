@@ -17,6 +17,8 @@ import yaml
 
 from helpers import run_command as run
 
+pytestmark = pytest.mark.slow  # stages run as processes: the end-to-end tier
+
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ["topk", "greedy", "beam", "sampling", "rra", "ra"]
 BASELINES = ["popularity", "bpr", "sasrec", "bert4rec"]

@@ -35,6 +35,7 @@ stages:
 
 
 
+@pytest.mark.slow
 def test_queue_run_and_table(tmp_path):
     (tmp_path / "toy.py").write_text(STAGE)
     (tmp_path / "dvc.yaml").write_text(PIPELINE)

@@ -19,6 +19,9 @@ import yaml
 
 from helpers import run_stage as run_stage_module
 
+pytestmark = pytest.mark.slow  # stages run as processes
+
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = REPO / "stages"
 

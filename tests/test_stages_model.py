@@ -10,6 +10,9 @@ import yaml
 
 from helpers import run_stage
 
+pytestmark = pytest.mark.slow  # stages run as processes
+
+
 REPO = Path(__file__).resolve().parents[1]
 GOOD = yaml.safe_load((REPO / "params.yaml").read_text())
 
