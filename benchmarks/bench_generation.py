@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from genrec import engine, reference
-from genrec.model import ModelParams, build, resolve_device
+from genrec.device import resolve_device
+from genrec.model import ModelParams, build
 from genrec.sequences import UserSequences
-from genrec.strategies import GenerationParams, auto_batch_size, generate_batch
+from genrec.strategies import STRATEGIES, GenerationParams, auto_batch_size
 from measure import timed
 
 CASES = [("greedy", {}), ("beam", {"num_beams": 3}), ("rra", {"num_sequences": 20}), ("ra", {"num_sequences": 30})]
@@ -59,7 +60,7 @@ def bench_catalogue(num_items: int, users: int, reference_users: int, device, pr
         outputs: dict[str, list[torch.Tensor]] = {"engine": [], "reference": []}
 
         def run_engine() -> None:
-            outputs["engine"] = [generate_batch(strategy, decoder, prompts, seen, params).cpu()
+            outputs["engine"] = [STRATEGIES[strategy].batch(decoder, prompts, seen, params)[0].cpu()
                                  for prompts, seen in batches(sequences, batch_size, window, num_items, device)]
 
         subset = UserSequences(sequences.indptr[: reference_users + 1], sequences.items)

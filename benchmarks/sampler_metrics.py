@@ -19,9 +19,10 @@ import pandas as pd
 import torch
 
 from genrec import engine, metrics, params, reference
-from genrec.model import load, resolve_device
+from genrec.device import resolve_device
+from genrec.model import load
 from genrec.sequences import UserSequences
-from genrec.strategies import GenerationParams, generate_batch
+from genrec.strategies import STRATEGIES, GenerationParams
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
         return metrics.evaluate(recs.numpy(), users, test, train["item_id"].nunique())[0][f"ndcg@{config.horizon}"]
 
     def engine_path(strategy: str, exact: bool) -> torch.Tensor:
-        return torch.cat([generate_batch(strategy, decoder, p, s, config, exact=exact).cpu() for p, s in batches])
+        return torch.cat([STRATEGIES[strategy].batch(decoder, p, s, config, exact=exact)[0].cpu() for p, s in batches])
 
     def reference_path(strategy: str) -> torch.Tensor:
         return torch.cat([reference.generate(model, p, s, config.horizon, strategy=strategy,

@@ -17,10 +17,7 @@ import pandas as pd
 
 from genrec import params
 from genrec.errors import UserError
-from genrec.strategies import PARAMS_OF, STRATEGIES, GenerationParams
-
-# The settings that shape a strategy's list; batch size and device only change its speed.
-SETTINGS_OF = {s: [k for k in PARAMS_OF[s] if k not in ("batch_size", "device")] for s in STRATEGIES}
+from genrec.strategies import STRATEGIES, GenerationParams
 
 
 def strategy_settings(generation: dict, chosen: dict[str, dict]) -> dict[str, dict]:
@@ -30,7 +27,7 @@ def strategy_settings(generation: dict, chosen: dict[str, dict]) -> dict[str, di
     out = {}
     for strategy in STRATEGIES:
         values = {}
-        for key in SETTINGS_OF[strategy]:
+        for key in STRATEGIES[strategy].settings:
             if key in chosen.get(strategy, {}):
                 values[key] = chosen[strategy][key]
             elif isinstance(generation.get(key), list):
@@ -40,16 +37,9 @@ def strategy_settings(generation: dict, chosen: dict[str, dict]) -> dict[str, di
             elif key in generation:
                 values[key] = generation[key]
         # The same type and range checks as the strategy stages (a missing key takes its default).
-        checked = params.section({"generation": values}, "generation", GenerationParams, keys=SETTINGS_OF[strategy])
-        out[strategy] = {key: getattr(checked, key) for key in SETTINGS_OF[strategy]}
+        checked = params.section({"generation": values}, "generation", GenerationParams, keys=STRATEGIES[strategy].settings)
+        out[strategy] = {key: getattr(checked, key) for key in STRATEGIES[strategy].settings}
     return out
-
-
-def item_table(items: pd.DataFrame, titles: pd.DataFrame) -> pd.DataFrame:
-    """``item_id, raw_item_id, title`` from the id mapping and the download's titles (NA where none)."""
-    table = items[["item_id", "raw_item_id"]].merge(titles, on="raw_item_id", how="left", validate="one_to_one")
-    table["title"] = table["title"].astype("string")
-    return table
 
 
 def write(out: Path, model: Path, items: pd.DataFrame, users: pd.DataFrame, history: pd.DataFrame,

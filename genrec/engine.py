@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 
-from genrec.model import PADDING, top_k_stable
+from genrec.ranking import PADDING, rank_unseen
 
 
 @dataclass
@@ -173,36 +173,51 @@ def sample_step(logits: torch.Tensor, temperature: float, top_k: int, exact: boo
 
 
 @torch.no_grad()
-def decode(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, *,
-           num_sequences: int = 1, sample: bool = False, temperature: float = 1.0, top_k: int = 0,
-           relevance: bool = False, exact: bool = False,
-           uniforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Greedy (``sample=False``) or sampled sequences of ``horizon`` new items per user.
+def greedy(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon: int) -> torch.Tensor:
+    """The most likely unseen, unrepeated item at each of ``horizon`` steps (B, horizon).
 
-    ``prompts`` (B, L) left-padded, ``seen`` (B, V) bool. Returns the items (B, S, horizon)
-    and, with ``relevance``, each item's summed sampling probability over sequences and
-    steps (B, V), the RA score. ``exact`` samples with ``torch.multinomial`` exactly as
-    ``generate()`` does (same random draws); the default draws from the same
-    distributions faster, with the numbers ``uniforms`` (B, S, horizon) when given.
+    ``prompts`` (B, L) left-padded, ``seen`` (B, V) bool."""
+    return _decode(decoder, prompts, seen, horizon, 1, lambda logits, t: logits.argmax(dim=-1))[:, 0]
+
+
+@torch.no_grad()
+def sample(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, *, num_sequences: int = 1,
+           temperature: float = 1.0, top_k: int = 0, relevance: bool = False, exact: bool = False,
+           uniforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``num_sequences`` sequences per user of ``horizon`` items sampled from softmax(logits /
+    ``temperature``), cut to the ``top_k`` most likely items per step when ``top_k`` > 0.
+
+    Returns the items (B, S, horizon) and, with ``relevance``, each item's summed sampling
+    probability over sequences and steps (B, V), the RA score. ``exact`` samples with
+    ``torch.multinomial`` exactly as ``generate()`` does (same random draws); the default draws
+    from the same distributions faster, with the numbers ``uniforms`` (B, S, horizon) when given.
     """
-    B = prompts.shape[0]
-    S = num_sequences
+    V = seen.shape[1]
+    ra_scores = torch.zeros(prompts.shape[0], V, device=prompts.device) if relevance else None
+
+    def draw(logits: torch.Tensor, t: int) -> torch.Tensor:
+        uniform = None if uniforms is None else uniforms[:, :, t]
+        return sample_step(logits, temperature, top_k, exact, ra_scores, uniform)
+
+    return _decode(decoder, prompts, seen, horizon, num_sequences, draw), ra_scores
+
+
+def _decode(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, num_sequences: int,
+            choose) -> torch.Tensor:
+    """(B, S, horizon) items: at step t, ``choose(logits (B, S, V), t)`` picks each sequence's
+    next item among the logits with seen and already generated items at -inf."""
+    B, S = prompts.shape[0], num_sequences
     logits, prompt = decoder.prefill(prompts)
     # Every sequence starts from the same prompt: one (B, S, V) copy with the seen items banned.
     logits = logits[:, None].expand(B, S, -1).masked_fill(seen[:, None, :], -torch.inf)
     cache = decoder.new_cache(B, S, horizon, prompt.keys[0])
     items = torch.empty(B, S, horizon, dtype=torch.long, device=prompts.device)
-    ra_scores = torch.zeros(B, logits.shape[-1], device=prompts.device) if relevance else None
     for t in range(horizon):
         if t > 0:
             logits = decoder.step(items[:, :, t - 1], t - 1, prompt, cache)
             ban(logits, seen, items[:, :, :t])
-        if sample:
-            uniform = None if uniforms is None else uniforms[:, :, t]
-            items[:, :, t] = sample_step(logits, temperature, top_k, exact, ra_scores, uniform)
-        else:
-            items[:, :, t] = logits.argmax(dim=-1)
-    return items, ra_scores
+        items[:, :, t] = choose(logits, t)
+    return items
 
 
 def ban(scores: torch.Tensor, seen: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
@@ -245,4 +260,4 @@ def reciprocal_rank_scores(sequences: torch.Tensor, num_items_plus_one: int) -> 
 
 def rank_scores(scores: torch.Tensor, seen: torch.Tensor, k: int) -> torch.Tensor:
     """The k best-scoring unseen items (B, k); ties go to the lower item id."""
-    return top_k_stable(scores.masked_fill(seen, -torch.inf), k)
+    return rank_unseen(scores, seen, k)

@@ -50,3 +50,10 @@ def section(train: pd.DataFrame, test: pd.DataFrame, recs: dict[str, pd.DataFram
         lines.append("| hits | " + " | ".join(str(len(set(v) & set(future))) for v in lists.values()) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def item_table(items: pd.DataFrame, titles: pd.DataFrame) -> pd.DataFrame:
+    """``item_id, raw_item_id, title`` from the id mapping and the download's titles (NA where none)."""
+    table = items[["item_id", "raw_item_id"]].merge(titles, on="raw_item_id", how="left", validate="one_to_one")
+    table["title"] = table["title"].astype("string")
+    return table

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from genrec.io import atomic_paths, json_text
-
-PADDING = 0
+from genrec.ranking import PADDING
 
 
 def hits(recs: np.ndarray, relevant: np.ndarray) -> np.ndarray:

@@ -1,21 +1,23 @@
-"""The GPT-2 next-item model (docs/method.md §4): construction, device choice, saving and loading."""
+"""The GPT-2 next-item model (docs/method.md §4): construction, training epoch, scoring, saving and loading."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from genrec import training
 from genrec.errors import UserError
 from genrec.params import require
+from genrec.ranking import PADDING, mask_seen, top_k_stable
 from genrec.sequences import UserSequences
-
-PADDING = 0  # item id 0 pads sequences and is never recommended
+from genrec.training import Data, EpochResult, TrainParams, TrainResult
 
 
 @dataclass(frozen=True)
@@ -55,15 +57,55 @@ def build(num_items: int, params: ModelParams) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(config)
 
 
-def resolve_device(name: str, label: str) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise UserError(f"params.yaml: {label} must be auto, cpu or cuda, got '{name}'")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"params.yaml: {label} is '{name}' but no CUDA GPU is available; use auto or cpu")
-    return torch.device(name)
+
+def training_matrix(sequences: UserSequences, n_positions: int) -> torch.Tensor:
+    """(users with >= 2 items, n_positions + 1) right-padded last items: inputs are [:, :-1],
+    labels [:, 1:]. Built once; epochs only permute rows."""
+    users = training.training_users(sequences)
+    return torch.from_numpy(sequences.last_items(users, n_positions + 1, side="right"))
+
+
+def train_epoch(model: GPT2LMHeadModel, data: torch.Tensor, params: TrainParams, optimizer: torch.optim.Optimizer,
+                generator: torch.Generator, device: torch.device) -> dict[str, float]:
+    """One pass over ``training_matrix`` rows in shuffled batches: causal next-item cross-entropy."""
+    model.train()
+    total_loss, total_tokens = torch.zeros((), device=device), 0
+    for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
+        # Drop columns that are padding in every row: most users are shorter than the window.
+        width = int((batch != PADDING).sum(dim=1).max())
+        tokens = int((batch[:, 1:width] != PADDING).sum())  # counted on the CPU: no device sync
+        batch = batch[:, :width].to(device, non_blocking=True)
+        inputs, labels = batch[:, :-1], batch[:, 1:]
+        hidden = model.transformer(input_ids=inputs, attention_mask=(inputs != PADDING).long()).last_hidden_state
+        # Project only real positions onto the catalogue: the (tokens, V) logits dominate the cost.
+        real = labels != PADDING
+        logits = model.lm_head(hidden[real])  # (tokens, V)
+        loss = F.cross_entropy(logits, labels[real], reduction="sum")
+        optimizer.zero_grad(set_to_none=True)
+        (loss / tokens).backward()
+        optimizer.step()
+        total_loss += loss.detach()  # summed on the device: one sync per epoch
+        total_tokens += tokens
+    return {"loss": float(total_loss) / total_tokens}
+
+
+def scorer(model: GPT2LMHeadModel, data: Data, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
+    """Users -> next-item logits (B, V) after their last ``n_positions`` items (validation)."""
+    def score(users: np.ndarray) -> torch.Tensor:
+        model.eval()
+        return next_item_logits(model, data.sequences, users, model.config.n_positions)
+    return score
+
+
+def fit(data: Data, model_params: ModelParams, params: TrainParams, device: torch.device,
+        on_epoch: Callable[[EpochResult], None] = lambda result: None) -> tuple[GPT2LMHeadModel, TrainResult]:
+    """A GPT-2 trained with early stopping: the best epoch's weights, and the history."""
+    torch.manual_seed(params.seed)  # the initial weights
+    model = build(data.num_items, model_params)
+    # Dropout draws from train.seed too, restarted after the initialisation (as every committed run did).
+    torch.manual_seed(params.seed)
+    matrix = training_matrix(data.sequences, model.config.n_positions)
+    return model, training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "train.lr")
 
 
 def load(path: str | Path, device: torch.device) -> GPT2LMHeadModel:
@@ -82,57 +124,29 @@ def last_logits(model: GPT2LMHeadModel, items: torch.Tensor, lengths: torch.Tens
     return model.lm_head(last)
 
 
-def rank_next_items(model: GPT2LMHeadModel, sequences: UserSequences, users: np.ndarray, window: int, k: int,
-                    batch_size: int = 256) -> torch.Tensor:
-    """Top-k next items of each user from the last ``window`` items, seen items removed.
-
-    Returns a (len(users), k) int64 CPU tensor ranked by logit; ties go to the lower id
-    (``torch.topk`` on CPU and CUDA is not guaranteed stable, so ties are broken explicitly).
-    """
-    return top_next_items(model, sequences, users, window, k, batch_size)[0]
+def next_item_logits(model: GPT2LMHeadModel, sequences: UserSequences, users: np.ndarray, window: int) -> torch.Tensor:
+    """Next-item logits (B, V) of ``users`` after their last ``window`` items, on the model's device."""
+    device = next(model.parameters()).device
+    items = torch.from_numpy(sequences.last_items(users, window, side="right")).to(device)
+    lengths = torch.from_numpy(np.minimum(sequences.lengths(users), window)).to(device)
+    return last_logits(model, items, lengths)
 
 
 @torch.no_grad()
 def top_next_items(model: GPT2LMHeadModel, sequences: UserSequences, users: np.ndarray, window: int, k: int,
                    batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rank_next_items`` and the items' next-item probabilities (softmax over the unseen
-    items), both (len(users), k) on the CPU."""
+    """Top-k next items of each user from the last ``window`` items, seen items removed, ties to
+    the lower id; and the items' next-item probabilities (softmax over the unseen items).
+    Both (len(users), k) on the CPU."""
     model.eval()
     device = next(model.parameters()).device
     num_items = model.config.vocab_size - 1
     out, scores = [], []
     for start in range(0, len(users), batch_size):
         batch = np.asarray(users[start:start + batch_size])
-        items = torch.from_numpy(sequences.last_items(batch, window, side="right")).to(device)
-        lengths = torch.from_numpy(np.minimum(sequences.lengths(batch), window)).to(device)
-        logits = check_scores(last_logits(model, items, lengths).float())
-        logits[sequences.seen_mask(batch, num_items, device)] = -torch.inf
+        logits = mask_seen(next_item_logits(model, sequences, batch, window).float(),
+                           sequences.seen_mask(batch, num_items, device))
         ranked = top_k_stable(logits, k)
         out.append(ranked.cpu())
         scores.append(logits.softmax(dim=-1).gather(1, ranked).cpu())
     return torch.cat(out), torch.cat(scores)
-
-
-def check_scores(scores: torch.Tensor) -> torch.Tensor:
-    """``scores`` if no score is NaN or +inf (-inf marks banned items): weights that blew up
-    in training must not rank items silently."""
-    if torch.isnan(scores).any() or torch.isposinf(scores).any():
-        raise FloatingPointError("the model's scores hold NaN or inf: its weights have overflowed")
-    return scores
-
-
-def stop_if_diverged(epoch: int, values: dict[str, float], lr_label: str) -> None:
-    """Stop with the fix when an epoch's loss or validation is NaN or infinite: the weights
-    have overflowed, and every later epoch and every downstream stage would use them."""
-    bad = [f"{name} {value}" for name, value in values.items() if not math.isfinite(value)]
-    if bad:
-        raise UserError(
-            f"training diverged at epoch {epoch} ({', '.join(bad)}): the weights overflowed, so nothing "
-            f"was written. Lower {lr_label}"
-        )
-
-
-def top_k_stable(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k largest scores per row, ties broken towards the lower index."""
-    # A stable descending sort keeps equal scores in index order on every device.
-    return torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]

@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrec.bundle import SETTINGS_OF
 from genrec.errors import UserError
+from genrec.device import resolve_device
 from genrec.model import load as load_model
-from genrec.model import resolve_device
 from genrec.sequences import UserSequences
-from genrec.strategies import STRATEGIES, GenerationParams, recommend_scored
+from genrec.strategies import STRATEGIES, GenerationParams, recommend
 
 
 class UnknownItemsWarning(UserWarning):
@@ -70,7 +69,7 @@ class Recommender:
             raise UserError(f"unknown user {raw_user_id!r}: the model knows {len(self._user_of):,} users "
                             f"(raw ids such as {', '.join(list(self._user_of)[:3])})")
         params = self.params(strategy, k, **settings)
-        items, scores = recommend_scored(strategy, self.model, self._history, np.array([user]), params)
+        items, scores = recommend(strategy, self.model, self._history, np.array([user]), params)
         return self._frame(items, scores).drop(columns="user")
 
     def recommend_many(self, frame: pd.DataFrame, strategy: str = "rra", k: int | None = None,
@@ -103,8 +102,8 @@ class Recommender:
         sequences = UserSequences(indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                                   items=np.fromiter((i for e in encoded for i in e), np.int64, lengths.sum()))
         # Every given history draws from stream 0: the same history gets the same list wherever it is.
-        items, scores = recommend_scored(strategy, self.model, sequences, np.arange(len(encoded)), params,
-                                         streams=np.zeros(len(encoded), dtype=np.int64))
+        items, scores = recommend(strategy, self.model, sequences, np.arange(len(encoded)), params,
+                                  streams=np.zeros(len(encoded), dtype=np.int64))
         out = self._frame(items, scores)
         out["user"] = pd.Series(names, dtype=object).to_numpy()[out["user"].to_numpy()]
         return out
@@ -121,10 +120,10 @@ class Recommender:
         """The strategy's chosen settings, with ``k`` (the horizon) and ``settings`` changed."""
         if strategy not in STRATEGIES:
             raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        extra = sorted(set(settings) - set(SETTINGS_OF[strategy]))
+        extra = sorted(set(settings) - set(STRATEGIES[strategy].settings))
         if extra:
             raise UserError(f"{strategy} has no setting {', '.join(extra)}; it reads "
-                            f"{', '.join(s for s in SETTINGS_OF[strategy] if s != 'horizon') or 'none'}")
+                            f"{', '.join(s for s in STRATEGIES[strategy].settings if s != 'horizon') or 'none'}")
         values = {**self.settings[strategy], **settings, **({} if k is None else {"horizon": k})}
         params = dataclasses.replace(GenerationParams(), **values)
         try:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from genrec.errors import UserError
+from genrec.io import require_input
 from genrec.preprocess import distinct_counts
 
 
@@ -87,3 +90,35 @@ def check_unseen(sequences: UserSequences, users: np.ndarray, num_items: int, k:
             f"{shown}{more} (user ids of data/split, unseen items in brackets). Set {label} to at most "
             f"{int(unseen.min())}, or use a dataset with a larger catalogue"
         )
+
+
+@dataclass(frozen=True)
+class Split:
+    """The output of the ``split`` stage as every model stage reads it."""
+
+    train: pd.DataFrame  # user_id, item_id, ... in time order
+    validation: pd.DataFrame  # the validation users' held-out items, with their position 0..n-1
+    test: pd.DataFrame  # the test users' held-out items
+    num_users: int
+    num_items: int  # item ids are 1..num_items; 0 is padding
+    sequences: UserSequences  # every user's training items
+
+    @classmethod
+    def load(cls, path: str | Path = "data/split") -> "Split":
+        meta = json.loads(Path(require_input(f"{path}/meta.json", "split")).read_text())
+        train = pd.read_parquet(f"{path}/train.parquet")
+        return cls(train, pd.read_parquet(f"{path}/validation.parquet"), pd.read_parquet(f"{path}/test.parquet"),
+                   meta["num_users"], meta["num_items"], UserSequences.from_frame(train, meta["num_users"]))
+
+    @property
+    def validation_users(self) -> np.ndarray:
+        return self.validation["user_id"].drop_duplicates().sort_values().to_numpy()
+
+    @property
+    def test_users(self) -> np.ndarray:
+        return self.test["user_id"].drop_duplicates().sort_values().to_numpy()
+
+    def first_held_out(self) -> tuple[np.ndarray, np.ndarray]:
+        """The validation users and each one's first held-out item: what early stopping scores."""
+        first = self.validation.query("position == 0").sort_values("user_id")
+        return first["user_id"].to_numpy(), first["item_id"].to_numpy()

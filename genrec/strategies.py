@@ -1,7 +1,9 @@
 """The six generation strategies of docs/method.md §5, on top of the engine.
 
-``recommend`` turns a trained model and users' training sequences into a (users, K)
-matrix of ranked, unseen, non-repeating items.
+``STRATEGIES`` is the one list of the strategies: what each reads from the ``generation``
+section (and so declares in dvc.yaml), which of those may be tuned, and how a batch is
+generated. ``recommend`` turns a trained model and users' training sequences into a
+(users, K) matrix of ranked, unseen, non-repeating items and their scores.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import psutil
@@ -21,22 +23,6 @@ from genrec.model import top_next_items
 from genrec.params import require
 from genrec.progress import Progress
 from genrec.sequences import UserSequences
-
-STRATEGIES = ("topk", "greedy", "beam", "sampling", "rra", "ra")
-SAMPLED = ("sampling", "rra", "ra")
-
-# The generation params each strategy reads, and so declares in dvc.yaml; TUNED lists those
-# that may be grids, tuned on the validation users, in grid order (the first varies slowest).
-COMMON = ["horizon", "batch_size", "device"]
-TUNED = {
-    "topk": [],
-    "greedy": [],
-    "beam": ["num_beams"],
-    "sampling": ["temperature", "top_k"],
-    "rra": ["temperature", "top_k", "num_sequences"],
-    "ra": ["temperature", "top_k", "num_sequences"],
-}
-PARAMS_OF = {strategy: COMMON + tuned + (["seed"] if strategy in SAMPLED else []) for strategy, tuned in TUNED.items()}
 
 # Bounds that keep generation finite: logits / temperature must neither overflow nor lose
 # every difference in float32, and one user's sequences must fit in memory and finish.
@@ -96,30 +82,99 @@ class GenerationParams:
     def grid(self, strategy: str) -> list[GenerationParams]:
         """Every combination of the strategy's tunable values, in grid order (the first key
         varies slowest); a strategy with no list-valued key has a one-point grid."""
-        keys = TUNED[strategy]
+        keys = STRATEGIES[strategy].tuned
         return [dataclasses.replace(self, **dict(zip(keys, point)))
                 for point in itertools.product(*(values(getattr(self, key)) for key in keys))]
 
     def chosen(self, strategy: str) -> dict[str, Any]:
         """The strategy's tunable values of this (single-valued) setting."""
-        return {key: getattr(self, key) for key in TUNED[strategy]}
+        return {key: getattr(self, key) for key in STRATEGIES[strategy].tuned}
 
 
-def sequences_per_user(strategy: str, params: GenerationParams) -> int:
-    return {"beam": params.num_beams, "rra": params.num_sequences, "ra": params.num_sequences}.get(strategy, 1)
+# The generation keys every strategy reads.
+COMMON = ("horizon", "batch_size", "device")
+Batch = Callable[..., tuple[torch.Tensor, "torch.Tensor | None"]]
+
+
+def _greedy(decoder, prompts, seen, params, exact=False, uniforms=None):
+    return engine.greedy(decoder, prompts, seen, params.horizon), None
+
+
+def _beam(decoder, prompts, seen, params, exact=False, uniforms=None):
+    return engine.beam_search(decoder, prompts, seen, params.horizon, params.num_beams), None
+
+
+def _sampled(decoder, prompts, seen, params, exact, uniforms, num_sequences=1, relevance=False):
+    return engine.sample(decoder, prompts, seen, params.horizon, num_sequences=num_sequences,
+                         temperature=params.temperature, top_k=params.top_k, relevance=relevance, exact=exact,
+                         uniforms=uniforms)
+
+
+def _sampling(decoder, prompts, seen, params, exact=False, uniforms=None):
+    return _sampled(decoder, prompts, seen, params, exact, uniforms)[0][:, 0], None
+
+
+def _aggregated(scores: torch.Tensor, seen: torch.Tensor, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ranked = engine.rank_scores(scores, seen, horizon)
+    return ranked, scores.gather(1, ranked)
+
+
+def _rra(decoder, prompts, seen, params, exact=False, uniforms=None):
+    items, _ = _sampled(decoder, prompts, seen, params, exact, uniforms, params.num_sequences)
+    return _aggregated(engine.reciprocal_rank_scores(items, seen.shape[1]), seen, params.horizon)
+
+
+def _ra(decoder, prompts, seen, params, exact=False, uniforms=None):
+    _, scores = _sampled(decoder, prompts, seen, params, exact, uniforms, params.num_sequences, relevance=True)
+    return _aggregated(scores, seen, params.horizon)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    tuned: tuple[str, ...] = ()  # keys that may be grids, tuned on the validation users, in grid order
+    sampled: bool = False  # draws random numbers: reads generation.seed
+    width_key: str | None = None  # the key giving the sequences (or beams) kept per user
+    # (decoder, prompts, seen, params, exact, uniforms) -> items (B, K), scores (B, K) or None;
+    # None for topk, which needs no autoregression (one forward pass, genrec.model.top_next_items).
+    batch: Batch | None = None
+
+    @property
+    def params(self) -> list[str]:
+        """The generation keys the strategy reads, as its stage declares them in dvc.yaml."""
+        return [*COMMON, *self.tuned, *(["seed"] if self.sampled else [])]
+
+    @property
+    def settings(self) -> list[str]:
+        """The keys that shape its list (batch size and device only change its speed)."""
+        return [key for key in self.params if key not in ("batch_size", "device")]
+
+    def width(self, params: GenerationParams) -> int:
+        """Sequences (or beams) generated per user."""
+        return getattr(params, self.width_key) if self.width_key else 1
+
+
+STRATEGIES = {s.name: s for s in (
+    Strategy("topk"),
+    Strategy("greedy", batch=_greedy),
+    Strategy("beam", ("num_beams",), width_key="num_beams", batch=_beam),
+    Strategy("sampling", ("temperature", "top_k"), sampled=True, batch=_sampling),
+    Strategy("rra", ("temperature", "top_k", "num_sequences"), sampled=True, width_key="num_sequences", batch=_rra),
+    Strategy("ra", ("temperature", "top_k", "num_sequences"), sampled=True, width_key="num_sequences", batch=_ra),
+)}
 
 
 def auto_batch_size(strategy: str, params: GenerationParams, num_items: int, window: int, n_embd: int,
                     n_layer: int, device: torch.device) -> int:
     """Users per batch so that the batch's tensors take about a quarter of free memory."""
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else psutil.virtual_memory().available
-    s = sequences_per_user(strategy, params)
+    s = STRATEGIES[strategy].width(params)
     per_user = (
         4 * window * n_embd * (6 + 2 * n_layer)  # prefill activations and the prompt cache
         + 4 * s * (num_items + 1) * 4  # logits, scaled logits, probabilities, their CDF
     )
     if per_user > free // 2:
-        key = "num_beams" if strategy == "beam" else "num_sequences"
+        key = STRATEGIES[strategy].width_key
         raise UserError(f"params.yaml: generation.{key} ({s}) needs {per_user / 2**30:.1f} GiB per user over "
                         f"{num_items} items, more than half the free {device.type} memory "
                         f"({free / 2**30:.1f} GiB); lower it")
@@ -139,32 +194,28 @@ def user_uniforms(seed: int, users: np.ndarray, shape: tuple[int, ...]) -> torch
     return torch.from_numpy(out)
 
 
-def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
-              params: GenerationParams, progress: str | None = None) -> np.ndarray:
-    """(len(users), horizon) recommended item ids in rank order; with ``progress``, a bar (or one
-    line per batch in a log) of that name."""
-    return recommend_scored(strategy, model, sequences, users, params, progress=progress)[0]
-
-
-def recommend_scored(strategy: str, model, sequences: UserSequences, users: np.ndarray,
-                     params: GenerationParams, streams: np.ndarray | None = None,
-                     progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``recommend``'s items and their scores (len(users), horizon): the next-item probability
-    (topk), the RRA or RA score (rra, ra); NaN where the order is the generation order.
-    ``streams``: each row's random-number stream (``user_uniforms``), by default its user id."""
+def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray, params: GenerationParams,
+              streams: np.ndarray | None = None, progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(len(users), horizon) recommended item ids in rank order, and their scores: the next-item
+    probability (topk), the RRA or RA score (rra, ra); NaN where the order is the generation order.
+    ``streams``: each row's random-number stream (``user_uniforms``), by default its user id.
+    With ``progress``, a bar (or one line per batch in a log) of that name."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     model.eval()  # no dropout: recommendations must not change between runs
     device = next(model.parameters()).device
     config = model.config
     window = config.n_positions - params.horizon  # room for the generated items
     batch_size = auto_batch_size(strategy, params, config.vocab_size - 1, window, config.n_embd,
                                  config.n_layer, device)
-    if strategy == "topk":
+    kind = STRATEGIES[strategy]
+    if kind.batch is None:
         items, scores = top_next_items(model, sequences, users, window, params.horizon, batch_size)
         return items.numpy(), scores.numpy()
     # Every (user, sequence, step) gets its own random number, drawn up front from the seed,
     # so sampled recommendations depend on the seed and the user, not on the batch size or device.
     uniforms = user_uniforms(params.seed, users if streams is None else streams,
-                             (sequences_per_user(strategy, params), params.horizon)) if strategy in SAMPLED else None
+                             (kind.width(params), params.horizon)) if kind.sampled else None
     decoder = engine.Decoder(model)
     out, out_scores = [], []
     bar = Progress(len(users), progress, "users") if progress else None
@@ -173,7 +224,7 @@ def recommend_scored(strategy: str, model, sequences: UserSequences, users: np.n
         prompts = torch.from_numpy(sequences.last_items(batch, window, side="left")).to(device)
         seen = sequences.seen_mask(batch, config.vocab_size - 1, device)
         batch_uniforms = None if uniforms is None else uniforms[start:start + batch_size].to(device)
-        items, scores = generate_batch_scored(strategy, decoder, prompts, seen, params, uniforms=batch_uniforms)
+        items, scores = kind.batch(decoder, prompts, seen, params, uniforms=batch_uniforms)
         out.append(items.cpu())
         out_scores.append(torch.full(items.shape, torch.nan) if scores is None else scores.cpu())
         if bar:
@@ -181,35 +232,3 @@ def recommend_scored(strategy: str, model, sequences: UserSequences, users: np.n
     if bar:
         bar.close()
     return torch.cat(out).numpy(), torch.cat(out_scores).numpy()
-
-
-def generate_batch(strategy: str, decoder: engine.Decoder, prompts: torch.Tensor, seen: torch.Tensor,
-                   params: GenerationParams, exact: bool = False,
-                   uniforms: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, horizon) recommendations for one batch. Sampling uses ``uniforms`` (B, S, horizon)
-    as its random numbers, or the global generator; ``exact`` samples with generate()'s draws."""
-    return generate_batch_scored(strategy, decoder, prompts, seen, params, exact, uniforms)[0]
-
-
-def generate_batch_scored(strategy: str, decoder: engine.Decoder, prompts: torch.Tensor, seen: torch.Tensor,
-                          params: GenerationParams, exact: bool = False,
-                          uniforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``generate_batch`` and the items' RRA/RA scores (B, horizon), or None for the others."""
-    K = params.horizon
-    if strategy == "greedy":
-        return engine.decode(decoder, prompts, seen, K)[0][:, 0], None
-    if strategy == "beam":
-        return engine.beam_search(decoder, prompts, seen, K, params.num_beams), None
-    sampled = dict(sample=True, temperature=params.temperature, top_k=params.top_k, exact=exact, uniforms=uniforms)
-    if strategy == "sampling":
-        return engine.decode(decoder, prompts, seen, K, **sampled)[0][:, 0], None
-    if strategy == "rra":
-        items, _ = engine.decode(decoder, prompts, seen, K, num_sequences=params.num_sequences, **sampled)
-        scores = engine.reciprocal_rank_scores(items, seen.shape[1])
-    elif strategy == "ra":
-        _, scores = engine.decode(decoder, prompts, seen, K, num_sequences=params.num_sequences,
-                                  relevance=True, **sampled)
-    else:
-        raise ValueError(f"unknown strategy {strategy!r}")
-    ranked = engine.rank_scores(scores, seen, K)
-    return ranked, scores.gather(1, ranked)

@@ -1,20 +1,29 @@
-"""docs/method.md §4: causal next-item training with validation-based early stopping."""
+"""docs/method.md §4: the one training loop of every trained model (GPT-2, SASRec, BERT4Rec, BPR).
+
+A model brings its ``train_epoch`` (one pass over its training data) and a scorer (users ->
+next-item scores over the catalogue); this module validates after each epoch on the
+validation users' first held-out item, keeps the best epoch's weights and stops ``patience``
+epochs after it.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from genrec import metrics
-from genrec.model import PADDING, rank_next_items, stop_if_diverged
+from genrec.errors import UserError
 from genrec.params import require
-from genrec.sequences import UserSequences
+from genrec.ranking import rank_unseen
+from genrec.sequences import Split, UserSequences
+
+VALIDATION_K = 10  # validation NDCG@10 / HR@10, whatever a model's list length
+BATCH_USERS = 256  # users scored at once when ranking
 
 
 @dataclass(frozen=True)
@@ -33,84 +42,121 @@ class TrainParams:
         require(self.patience >= 1, "train.patience", f"must be at least 1, got {self.patience}")
 
 
+@dataclass(frozen=True)
+class Data:
+    """What training reads: every user's training sequence and the validation users' first held-out item."""
+
+    sequences: UserSequences
+    num_items: int  # item ids are 1..num_items; 0 is padding
+    val_users: np.ndarray
+    val_targets: np.ndarray
+
+    @classmethod
+    def from_split(cls, split: Split) -> "Data":
+        return cls(split.sequences, split.num_items, *split.first_held_out())
+
+
 @dataclass
 class EpochResult:
-    epoch: int  # 1-based
-    loss: float
+    epoch: int  # 1-based: epochs trained so far
+    train: dict[str, float]  # the epoch's training statistics ({"loss": ...}), logged as train/<key>
     ndcg: float  # validation NDCG@10 on the first held-out item
     hit_rate: float
-    seconds: float  # training and validation
-    validation_seconds: float
+    seconds: float  # training since the previous validation, and this validation
 
 
 @dataclass
 class TrainResult:
     best: EpochResult
     history: list[EpochResult] = field(default_factory=list)
-    best_state: dict = field(default_factory=dict)
+    best_state: Any = None  # whatever ``snapshot`` returned at the best epoch
 
 
-def training_matrix(sequences: UserSequences, n_positions: int) -> torch.Tensor:
-    """(users with ≥ 2 items, n_positions + 1) right-padded last items: inputs are [:, :-1],
-    labels [:, 1:]. Built once; epochs only permute rows."""
-    users = np.flatnonzero(sequences.lengths(np.arange(sequences.num_users)) >= 2)
-    return torch.from_numpy(sequences.last_items(users, n_positions + 1, side="right"))
+Scorer = Callable[[np.ndarray], torch.Tensor]  # users (B,) -> scores (B, num_items + 1)
 
 
-def validate(model, sequences: UserSequences, users: np.ndarray, targets: np.ndarray, window: int,
-             k: int = 10) -> tuple[float, float]:
-    """Validation NDCG@k and HR@k against each user's first held-out item."""
-    model.eval()
+def training_users(sequences: UserSequences) -> np.ndarray:
+    """Users with at least two training items: a single item has no next item to learn."""
+    return np.flatnonzero(sequences.lengths(np.arange(sequences.num_users)) >= 2)
+
+
+@torch.no_grad()
+def recommend(score: Scorer, sequences: UserSequences, users: np.ndarray, k: int) -> np.ndarray:
+    """(len(users), k) unseen items of the best scores, ties to the lower id, ``BATCH_USERS`` at a time."""
+    users = np.asarray(users)
+    out = []
+    for start in range(0, len(users), BATCH_USERS):
+        batch = users[start:start + BATCH_USERS]
+        scores = score(batch).float()
+        out.append(rank_unseen(scores, sequences.seen_mask(batch, scores.shape[1] - 1, scores.device), k).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, k), dtype=np.int64)
+
+
+def validate(score: Scorer, data: Data) -> tuple[float, float]:
+    """Validation NDCG@10 and HR@10 against each validation user's first held-out item."""
     try:
-        recs = rank_next_items(model, sequences, users, window, k).numpy()
-    except FloatingPointError:  # overflowed weights: stop_if_diverged stops the training
+        recs = recommend(score, data.sequences, data.val_users, VALIDATION_K)
+    except FloatingPointError:  # overflowed weights: early_stopping stops the training
         return math.nan, math.nan
-    scores = metrics.per_user(recs, targets[:, None])
-    return float(scores["ndcg"].mean()), float(scores["hit_rate"].mean())
+    per_user = metrics.per_user(recs, np.asarray(data.val_targets)[:, None])
+    return float(per_user["ndcg"].mean()), float(per_user["hit_rate"].mean())
 
 
-def train(model, sequences: UserSequences, val_users: np.ndarray, val_targets: np.ndarray,
-          params: TrainParams, device: torch.device,
-          on_epoch: Callable[[EpochResult], None] = lambda result: None) -> TrainResult:
-    """Train ``model`` in place; return the history and the best epoch's weights."""
-    torch.manual_seed(params.seed)
-    generator = torch.Generator().manual_seed(params.seed)
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    window = model.config.n_positions
-    data = training_matrix(sequences, window)
+def early_stopping(train_epoch: Callable[[], dict[str, float]], score: Scorer, snapshot: Callable[[], Any],
+                   data: Data, max_epochs: int, patience: int,
+                   on_epoch: Callable[[EpochResult], None] = lambda result: None, step: int = 1,
+                   lr_label: str = "the learning rate") -> TrainResult:
+    """Train epoch by epoch, validating after each; stop ``patience`` epochs after the best one.
+
+    ``snapshot`` copies the model's state; the best epoch's copy is returned, never the last.
+    A tie is no improvement: the earlier epoch stays the best. With ``step`` > 1 each call of
+    ``train_epoch`` trains ``step`` epochs and validation follows every ``step``-th epoch.
+    A NaN or infinite training statistic or validation stops with a ``UserError`` naming ``lr_label``.
+    """
     result: TrainResult | None = None
-    for epoch in range(1, params.max_epochs + 1):
+    for epoch in range(step, max_epochs + 1, step):
         start = time.perf_counter()
-        model.train()
-        total_loss, total_tokens = torch.zeros((), device=device), 0
-        for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
-            # Drop columns that are padding in every row: most users are shorter than the window.
-            width = int((batch != PADDING).sum(dim=1).max())
-            tokens = int((batch[:, 1:width] != PADDING).sum())  # counted on the CPU: no device sync
-            batch = batch[:, :width].to(device, non_blocking=True)
-            inputs, labels = batch[:, :-1], batch[:, 1:]
-            hidden = model.transformer(input_ids=inputs, attention_mask=(inputs != PADDING).long()).last_hidden_state
-            # Project only real positions onto the catalogue: the (tokens, V) logits dominate the cost.
-            real = labels != PADDING
-            logits = model.lm_head(hidden[real])  # (tokens, V)
-            loss = F.cross_entropy(logits, labels[real], reduction="sum")
-            optimizer.zero_grad(set_to_none=True)
-            (loss / tokens).backward()
-            optimizer.step()
-            total_loss += loss.detach()
-            total_tokens += tokens
-        total_loss = float(total_loss)
-        validation_start = time.perf_counter()
-        ndcg, hit_rate = validate(model, sequences, val_users, val_targets, window)
-        end = time.perf_counter()
-        current = EpochResult(epoch, total_loss / total_tokens, ndcg, hit_rate, end - start, end - validation_start)
-        stop_if_diverged(epoch, {"training loss": current.loss, "validation NDCG@10": ndcg}, "train.lr")
+        stats = train_epoch()
+        ndcg, hit_rate = validate(score, data)
+        current = EpochResult(epoch, stats, ndcg, hit_rate, time.perf_counter() - start)
+        stop_if_diverged(epoch, {**{f"training {k}": v for k, v in stats.items()}, "validation NDCG@10": ndcg},
+                         lr_label)
         if result is None or current.ndcg > result.best.ndcg:
-            best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-            result = TrainResult(best=current, history=(result.history if result else []), best_state=best_state)
+            result = TrainResult(best=current, history=result.history if result else [], best_state=snapshot())
         result.history.append(current)
         on_epoch(current)
-        if current.epoch - result.best.epoch >= params.patience:
+        if current.epoch - result.best.epoch >= patience:
             break
     return result
+
+
+def fit(model: torch.nn.Module, matrix: torch.Tensor, train_epoch: Callable, scorer: Callable, data: Data,
+        params: Any, device: torch.device, on_epoch: Callable[[EpochResult], None] = lambda result: None,
+        lr_label: str = "the learning rate") -> TrainResult:
+    """Adam on shuffled rows of ``matrix`` (seeded by ``params.seed``) with early stopping on
+    validation NDCG@10; loads the best epoch's weights into ``model``. Serves GPT-2, SASRec
+    and BERT4Rec, whose ``train_epoch(model, matrix, params, optimizer, generator, device)``
+    and ``scorer(model, data, device)`` differ."""
+    model.to(device)
+    generator = torch.Generator().manual_seed(params.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    result = early_stopping(lambda: train_epoch(model, matrix, params, optimizer, generator, device),
+                            scorer(model, data, device), lambda: state_copy(model), data,
+                            params.max_epochs, params.patience, on_epoch, lr_label=lr_label)
+    model.load_state_dict(result.best_state)
+    return result
+
+
+def state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+
+def stop_if_diverged(epoch: int, values: dict[str, float], lr_label: str) -> None:
+    """Stop with the fix when an epoch's loss or validation is NaN or infinite: the weights
+    have overflowed, and every later epoch and every downstream stage would use them."""
+    bad = [f"{name} {value}" for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise UserError(
+            f"training diverged at epoch {epoch} ({', '.join(bad)}): the weights overflowed, so nothing "
+            f"was written. Lower {lr_label}"
+        )

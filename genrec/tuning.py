@@ -27,7 +27,7 @@ def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targ
     bar = Progress(len(grid), f"{strategy} tuning on {len(users)} validation users", "settings") \
         if show_progress and len(grid) > 1 else None
     for index, point in enumerate(grid):
-        recs = recommend(strategy, model, sequences, users, point)
+        recs, _ = recommend(strategy, model, sequences, users, point)
         summary, _ = metrics.evaluate(recs, users, targets, num_train_items)
         rows.append({**point.chosen(strategy), **summary})
         if best is None or summary[key] > rows[best][key]:  # strictly better: ties keep the earlier point

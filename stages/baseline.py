@@ -5,22 +5,19 @@ and the test users and evaluate exactly as the generation strategies are (docs/m
 import argparse
 import contextlib
 import importlib
-import json
 import time
 
 import numpy as np
-import pandas as pd
 import torch
-from dvclive import Live
 
 from genrec import metrics, params
 from genrec.baselines import NAMES
-from genrec.baselines.common import Data
+from genrec.curves import LearningCurves
+from genrec.device import resolve_device
 from genrec.errors import stage_main
-from genrec.io import atomic_path, require_input
-from genrec.model import resolve_device
-from genrec.progress import Progress
-from genrec.sequences import UserSequences, check_unseen
+from genrec.io import atomic_path
+from genrec.sequences import Split, check_unseen
+from genrec.training import Data
 
 
 @stage_main
@@ -38,15 +35,9 @@ def main() -> None:
     config = params.section(params.load(), name, baseline.Params)
     device = resolve_device(config.device, f"{name}.device") if hasattr(config, "device") else torch.device("cpu")
 
-    meta = json.loads(open(require_input(f"{args.split}/meta.json", "split")).read())
-    train = pd.read_parquet(f"{args.split}/train.parquet")
-    test = pd.read_parquet(f"{args.split}/test.parquet")
-    validation = pd.read_parquet(f"{args.split}/validation.parquet")
-    first = validation.query("position == 0").sort_values("user_id")
-    data = Data(UserSequences.from_frame(train, meta["num_users"]), meta["num_items"],
-                first["user_id"].to_numpy(), first["item_id"].to_numpy())
-    val_users = validation["user_id"].drop_duplicates().sort_values().to_numpy()
-    users = test["user_id"].drop_duplicates().sort_values().to_numpy()
+    split = Split.load(args.split)
+    data = Data.from_split(split)
+    val_users, users = split.validation_users, split.test_users
     # One model recommends for both: the validation users (all their held-out items, as for
     # the strategies) and the test users.
     both = np.concatenate([val_users, users])
@@ -59,28 +50,9 @@ def main() -> None:
     with contextlib.ExitStack() as outputs:
         if baseline.TRAINED:
             live_dir = outputs.enter_context(atomic_path(f"{args.metrics}/{name}_train"))
-            with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live, \
-                    Progress(config.max_epochs, f"train {name}", "epochs") as bar:
-                def log(epoch) -> None:
-                    live.step = epoch.epoch  # epochs trained (BPR validates every bpr.eval_every epochs)
-                    for key, value in epoch.train.items():
-                        live.log_metric(f"train/{key}", value)
-                    live.log_metric("val/ndcg@10", epoch.ndcg)
-                    live.log_metric("val/hr@10", epoch.hit_rate)
-                    live.log_metric("epoch_seconds", round(epoch.seconds, 3))
-                    live.next_step()
-                    bar.update(epoch.epoch - bar.done, **epoch.train, **{"val ndcg@10": epoch.ndcg},
-                               seconds=f"{epoch.seconds:.1f}")
-
-                recs, result = baseline.fit_recommend(data, both, config, device, on_epoch=log)
-                # The summary is the best epoch, not the last one: its model made the recommendations.
-                live.summary = {
-                    "best_epoch": result.best.epoch,
-                    "epochs": result.history[-1].epoch,
-                    "train": result.best.train,
-                    "val": {"ndcg@10": result.best.ndcg, "hr@10": result.best.hit_rate},
-                }
-                live.make_summary()
+            with LearningCurves(live_dir, config.max_epochs, f"train {name}") as curves:
+                recs, result = baseline.fit_recommend(data, both, config, device, on_epoch=curves.log)
+                curves.summarize(result)
             trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
         else:
             recs, _ = baseline.fit_recommend(data, both, config, device)
@@ -88,9 +60,9 @@ def main() -> None:
         seconds = time.perf_counter() - start
         val_recs, recs = recs[:len(val_users)], recs[len(val_users):]
 
-        summary = metrics.write_results(name, users, recs, test, train,
+        summary = metrics.write_results(name, users, recs, split.test, split.train,
                                         args.recs or f"data/recs/{name}.parquet", args.metrics,
-                                        validation=(val_users, val_recs, validation))
+                                        validation=(val_users, val_recs, split.validation))
     print(f"{name}: {trained}{len(users)} users in {seconds:.1f} s on {device}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genrec import bundle, params
+from genrec import bundle, examples, params
 from genrec.errors import UserError, stage_main
 from genrec.io import atomic_path
 from genrec.strategies import STRATEGIES
@@ -35,7 +35,7 @@ def main() -> None:
         chosen[strategy] = json.loads(path.read_text()).get("chosen", {})
     settings = bundle.strategy_settings(generation, chosen)
 
-    items = bundle.item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles))
+    items = examples.item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles))
     with atomic_path(args.out) as out:
         bundle.write(out, args.model, items, pd.read_parquet(args.prepared / "users.parquet"),
                      pd.read_parquet(args.split / "train.parquet"), settings)

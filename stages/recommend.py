@@ -7,14 +7,14 @@ import json
 import time
 
 import numpy as np
-import pandas as pd
 
 from genrec import metrics, params
 from genrec.errors import stage_main
+from genrec.device import resolve_device
 from genrec.io import atomic_path, require_input
-from genrec.model import load, resolve_device
-from genrec.sequences import UserSequences, check_unseen
-from genrec.strategies import PARAMS_OF, STRATEGIES, TUNED, GenerationParams, recommend
+from genrec.model import load
+from genrec.sequences import Split, check_unseen
+from genrec.strategies import STRATEGIES, GenerationParams, recommend
 from genrec.tuning import tune
 
 
@@ -30,37 +30,33 @@ def main() -> None:
     strategy = args.strategy
 
     # Read and check every param before the model is loaded.
-    config = params.section(params.load(), "generation", GenerationParams, keys=PARAMS_OF[strategy])
+    config = params.section(params.load(), "generation", GenerationParams, keys=STRATEGIES[strategy].params)
     config.check_window(json.loads(open(require_input(f"{args.model}/config.json", "train")).read())["n_positions"])
     device = resolve_device(config.device, "generation.device")
 
-    meta = json.loads(open(require_input(f"{args.split}/meta.json", "split")).read())
-    config.check_catalogue(meta["num_items"])
-    train = pd.read_parquet(f"{args.split}/train.parquet")
-    validation = pd.read_parquet(f"{args.split}/validation.parquet")
-    test = pd.read_parquet(f"{args.split}/test.parquet")
-    sequences = UserSequences.from_frame(train, meta["num_users"])
-    num_train_items = train["item_id"].nunique()
-    val_users = validation["user_id"].drop_duplicates().sort_values().to_numpy()
-    users = test["user_id"].drop_duplicates().sort_values().to_numpy()
-    check_unseen(sequences, np.concatenate([val_users, users]), meta["num_items"], config.horizon,
+    split = Split.load(args.split)
+    config.check_catalogue(split.num_items)
+    sequences, val_users, users = split.sequences, split.validation_users, split.test_users
+    num_train_items = split.train["item_id"].nunique()
+    check_unseen(sequences, np.concatenate([val_users, users]), split.num_items, config.horizon,
                  "generation.horizon")
     model = load(args.model, device)
 
     # Validation users only: the test users are scored once, with the chosen setting.
-    chosen, grid, val_recs = tune(strategy, model, sequences, val_users, validation, num_train_items, config)
-    extra = {"chosen": chosen.chosen(strategy)} if TUNED[strategy] else {}
-    if TUNED[strategy]:
+    chosen, grid, val_recs = tune(strategy, model, sequences, val_users, split.validation, num_train_items, config)
+    tuned = bool(STRATEGIES[strategy].tuned)
+    extra = {"chosen": chosen.chosen(strategy)} if tuned else {}
+    if tuned:
         with atomic_path(f"{args.metrics}/tuning/{strategy}.csv") as tmp:
             grid.to_csv(tmp, index=False, float_format="%.6f")
 
     start = time.perf_counter()
-    recs = recommend(strategy, model, sequences, users, chosen, progress=f"{strategy} on the test users")
+    recs, _ = recommend(strategy, model, sequences, users, chosen, progress=f"{strategy} on the test users")
     seconds = time.perf_counter() - start
 
-    summary = metrics.write_results(strategy, users, recs, test, train,
+    summary = metrics.write_results(strategy, users, recs, split.test, split.train,
                                     args.recs or f"data/recs/{strategy}.parquet", args.metrics, extra,
-                                    validation=(val_users, val_recs, validation))
+                                    validation=(val_users, val_recs, split.validation))
     print(f"{strategy}: {len(users)} test users in {seconds:.1f} s on {device}"
           + "".join(f", {k} {v}" for k, v in extra.get("chosen", {}).items()) + "; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))

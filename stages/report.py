@@ -9,10 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from genrec import examples, report
-from genrec.bundle import item_table
 from genrec.errors import stage_main
 from genrec.io import atomic_paths
-from genrec.strategies import STRATEGIES
+from genrec.baselines import NAMES as BASELINES
 
 
 @stage_main
@@ -29,11 +28,11 @@ def main() -> None:
 
     test = pd.read_parquet(args.split / "test.parquet")
     result = report.build(args.metrics, args.recs, test, args.names)
-    shown = [name for name in args.names if name in STRATEGIES]  # the GPT-2 strategies
+    shown = [name for name in args.names if name not in BASELINES]  # the GPT-2 strategies
     example_users = examples.section(
         pd.read_parquet(args.split / "train.parquet"), test,
         {name: pd.read_parquet(args.recs / f"{name}.parquet") for name in shown},
-        item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles)),
+        examples.item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles)),
         pd.read_parquet(args.prepared / "users.parquet"))
     text = report.markdown(result)
     names = ("report.md", "report.json", "positions.csv", "positions.png")

@@ -75,6 +75,7 @@ def split_folder(tmp_path_factory) -> Path:
 
 
 # Both stage scripts call the one check; two methods of each keep the subprocesses few.
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["topk", "rra", "popularity", "sasrec"])
 def test_too_few_unseen_items_is_one_clear_error_before_any_work(split_folder, tmp_path, method):
     # Before issue 10 every method exited 0 here, writing padding 0, seen items and repeats.
@@ -94,6 +95,7 @@ def test_too_few_unseen_items_is_one_clear_error_before_any_work(split_folder, t
     assert not (folder / "data").exists() and not (folder / "metrics").exists()
 
 
+@pytest.mark.slow
 def test_diverging_training_stops_and_writes_nothing(split_folder, tmp_path):
     # Before issue 10 train.lr 1e10 exited 0 and saved a NaN model that every strategy then used.
     write_params(tmp_path, model=TINY_TRAIN["model"], train={**TINY_TRAIN["train"], "lr": 1e10})
@@ -111,6 +113,7 @@ def test_diverging_training_stops_and_writes_nothing(split_folder, tmp_path):
     ("preprocess.py", ["--raw", "nowhere.parquet"], ["nowhere.parquet", "dvc repro download"]),
     ("split.py", ["--prepared", "nowhere"], ["nowhere", "dvc repro preprocess"]),
 ])
+@pytest.mark.slow
 def test_a_stage_run_before_its_inputs_exist_says_which_stage_to_run(tmp_path, script, args, words):
     write_params(tmp_path)
     if "--model" not in args and script == "recommend.py":
@@ -120,6 +123,7 @@ def test_a_stage_run_before_its_inputs_exist_says_which_stage_to_run(tmp_path, s
     assert_one_line_error(result, *words)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_is_one_line_and_keeps_the_previous_outputs(split_folder, tmp_path):
     split = str(split_folder / "data" / "split")
     write_params(tmp_path, **TINY_TRAIN)
@@ -149,6 +153,7 @@ def test_ctrl_c_during_training_is_one_line_and_keeps_the_previous_outputs(split
     assert temporaries(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_summary_is_the_best_epoch_and_written_once_with_the_model(split_folder, tmp_path):
     write_params(tmp_path, **TINY_TRAIN)
     assert stage(tmp_path, "train.py", "--split", str(split_folder / "data" / "split")).returncode == 0
@@ -159,6 +164,7 @@ def test_summary_is_the_best_epoch_and_written_once_with_the_model(split_folder,
     assert temporaries(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_duplicate_rows_are_reported(tmp_path):
     small_catalogue_file(tmp_path / "mine.csv")
     frame = pd.read_csv(tmp_path / "mine.csv")

@@ -14,9 +14,9 @@ import pytest
 import torch
 import yaml
 
-from genrec import params
-from genrec.baselines import NAMES, bert4rec, bpr, common, popularity, sasrec
-from genrec.baselines.common import Data
+from genrec import params, training
+from genrec.baselines import NAMES, bert4rec, bpr, popularity, sasrec
+from genrec.training import Data
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
 from helpers import cyclic_walks
@@ -198,6 +198,7 @@ def test_bert4rec_scores_the_appended_mask():
     torch.testing.assert_close(scores[0], expected)
 
 
+@pytest.mark.slow
 def test_bert4rec_learns():
     """The masked neighbours of a cycle give the item away; BERT4Rec is slow to start (a plateau
     near ln(30) for the first 20 or so epochs here), as on real data."""
@@ -213,7 +214,7 @@ def test_bert4rec_learns():
 
 def scripted_validation(monkeypatch, ndcgs):
     calls = iter(ndcgs)
-    monkeypatch.setattr(common, "validate", lambda *args, **kwargs: (next(calls), 0.5))
+    monkeypatch.setattr(training, "validate", lambda *args, **kwargs: (next(calls), 0.5))
 
 
 def test_early_stopping_after_patience(monkeypatch):
@@ -228,7 +229,7 @@ def test_early_stopping_after_patience(monkeypatch):
         snapshots.append(len(trained))
         return len(trained)
 
-    result = common.early_stopping(train_epoch, None, snapshot, DATA, max_epochs=10, patience=3)
+    result = training.early_stopping(train_epoch, None, snapshot, DATA, max_epochs=10, patience=3)
     assert [e.epoch for e in result.history] == [1, 2, 3, 4, 5]  # stops 3 epochs after epoch 2
     assert result.best.epoch == 2 and result.best.ndcg == 0.3 and result.best_state == 2
     assert snapshots == [1, 2]  # a copy only when the validation improved
@@ -236,7 +237,7 @@ def test_early_stopping_after_patience(monkeypatch):
 
 def test_early_stopping_in_steps(monkeypatch):
     scripted_validation(monkeypatch, [0.1, 0.2, 0.1, 0.1, 0.1, 0.9])
-    result = common.early_stopping(lambda: {}, None, lambda: None, DATA, max_epochs=20, patience=6, step=2)
+    result = training.early_stopping(lambda: {}, None, lambda: None, DATA, max_epochs=20, patience=6, step=2)
     assert [e.epoch for e in result.history] == [2, 4, 6, 8, 10]  # 6 epochs after epoch 4
     assert result.best.epoch == 4
 
@@ -248,7 +249,7 @@ def test_sasrec_keeps_the_best_epoch(monkeypatch):
 
     def train_epoch(model, *args):
         stats = original(model, *args)
-        weights.append(common.state_copy(model))
+        weights.append(training.state_copy(model))
         return stats
 
     monkeypatch.setattr(sasrec, "train_epoch", train_epoch)
@@ -334,6 +335,7 @@ def stage_folder(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["popularity", "sasrec"])
 def test_stage_writes_what_recommend_writes(stage_folder, name):
     result = run_stage(stage_folder, name, "--split", "split", "--recs", f"recs/{name}.parquet",
@@ -358,6 +360,7 @@ def test_stage_writes_what_recommend_writes(stage_folder, name):
         assert not (stage_folder / "dvc.yaml").exists()
 
 
+@pytest.mark.slow
 def test_stage_reports_bad_params(stage_folder, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"bert4rec": {"mask_prob": 2.0}}))
     result = run_stage(tmp_path, "bert4rec", "--split", str(stage_folder / "split"), "--metrics", "metrics")

@@ -1,6 +1,7 @@
-"""dvc.yaml itself: every stage depends on its script and on every project module the script
-imports, directly or through other project modules, so that no code change goes unnoticed;
-and each plotted file has one plot definition."""
+"""dvc.yaml itself: every stage depends on its script and on exactly the project modules the
+script imports, directly or through other project modules, so that no code change goes
+unnoticed and none reruns a stage it does not concern; and each plotted file has one plot
+definition."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def script_of(cmd: str) -> tuple[Path, list[str]]:
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_deps_cover_the_imports(stage):
+def test_deps_are_the_imports(stage):
     script, (argument,) = script_of(STAGES[stage]["cmd"])
     deps = {ROOT / dep for dep in STAGES[stage].get("deps", [])}
     assert script in deps
@@ -64,6 +65,16 @@ def test_deps_cover_the_imports(stage):
         needed = (needed - others) | {mine} | project_imports(mine)
     missing = sorted(str(path.relative_to(ROOT)) for path in needed - deps)
     assert not missing, f"stage {stage} imports {missing} but dvc.yaml does not list them as deps"
+    # And no more: a module the stage does not import must not rerun it (a GPT-2 edit reruns no baseline).
+    code = {dep for dep in deps if dep.suffix == ".py"}
+    extra = sorted(str(path.relative_to(ROOT)) for path in code - needed - {script})
+    assert not extra, f"stage {stage} lists {extra} as deps but does not import them"
+
+
+def test_no_baseline_depends_on_the_gpt2_code():
+    for name in ("popularity", "bpr", "sasrec", "bert4rec"):
+        deps = set(STAGES[name]["deps"])
+        assert not deps & {"genrec/model.py", "genrec/engine.py", "genrec/strategies.py"}, name
 
 
 def test_each_plotted_file_has_one_definition():

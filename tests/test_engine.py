@@ -70,10 +70,10 @@ def test_prefill_matches_the_model():
 
 
 def test_greedy_equals_generate():
-    items, scores = engine.decode(DECODER, PROMPTS, SEEN, HORIZON)
-    assert scores is None and items.shape == (5, 1, HORIZON)
+    items = engine.greedy(DECODER, PROMPTS, SEEN, HORIZON)
+    assert items.shape == (5, HORIZON)
     expected = reference.generate(MODEL, PROMPTS, SEEN, HORIZON, strategy="greedy")
-    assert torch.equal(items[:, 0], expected)
+    assert torch.equal(items, expected)
     check_valid(expected)
 
 
@@ -87,17 +87,17 @@ def test_beam_equals_generate(num_beams):
 
 def test_beam_one_is_greedy():
     assert torch.equal(engine.beam_search(DECODER, PROMPTS, SEEN, HORIZON, 1),
-                       engine.decode(DECODER, PROMPTS, SEEN, HORIZON)[0][:, 0])
+                       engine.greedy(DECODER, PROMPTS, SEEN, HORIZON))
 
 
 def engine_sampled(strategy: str, num_sequences: int, temperature: float, top_k: int) -> torch.Tensor:
-    options = dict(sample=True, temperature=temperature, top_k=top_k, **EXACT)
+    options = dict(temperature=temperature, top_k=top_k, **EXACT)
     if strategy == "sampling":
-        return engine.decode(DECODER, PROMPTS, SEEN, HORIZON, **options)[0][:, 0]
+        return engine.sample(DECODER, PROMPTS, SEEN, HORIZON, **options)[0][:, 0]
     if strategy == "rra":
-        items, _ = engine.decode(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=num_sequences, **options)
+        items, _ = engine.sample(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=num_sequences, **options)
         return engine.rank_scores(engine.reciprocal_rank_scores(items, V), SEEN, HORIZON)
-    _, scores = engine.decode(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=num_sequences, relevance=True,
+    _, scores = engine.sample(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=num_sequences, relevance=True,
                               **options)
     return engine.rank_scores(scores, SEEN, HORIZON)
 
@@ -130,7 +130,7 @@ def test_sampled_strategies_equal_generate_without_a_top_50_cut(strategy, top_k)
 def test_no_top_k_samples_beyond_fifty_items():
     """The engine's top_k 0 is no cut (docs/method.md §5): RA gives weight to more than 50 items per step."""
     torch.manual_seed(0)
-    _, scores = engine.decode(DECODER, PROMPTS, SEEN, 1, num_sequences=1, sample=True, temperature=1.0,
+    _, scores = engine.sample(DECODER, PROMPTS, SEEN, 1, num_sequences=1, temperature=1.0,
                               top_k=0, relevance=True)
     assert ((scores > 0).sum(dim=1) == (~SEEN).sum(dim=1)).all()
     torch.testing.assert_close(scores.sum(dim=1), torch.ones(len(SEEN)))
@@ -142,7 +142,7 @@ def test_default_sampler_gives_the_same_relevance_scores(top_k):
     (fast) sampler and the exact one must agree, with and without a top-k cut."""
     def ra(**options):
         torch.manual_seed(0)
-        return engine.decode(DECODER, PROMPTS, SEEN, 1, num_sequences=3, sample=True, temperature=0.7,
+        return engine.sample(DECODER, PROMPTS, SEEN, 1, num_sequences=3, temperature=0.7,
                              top_k=top_k, relevance=True, **options)
 
     fast_items, fast = ra()
@@ -228,8 +228,8 @@ def test_ra_scores_by_hand():
     # Step 1: p = 1/4, 2/4, 1/4 over items 1, 2, 3. Step 2: the sequence's first item is banned.
     step2 = {1: [0, 0, 2 / 3, 1 / 3, 0], 2: [0, 1 / 2, 0, 1 / 2, 0], 3: [0, 1 / 3, 2 / 3, 0, 0]}
     torch.manual_seed(0)
-    items, scores = engine.decode(decoder, torch.ones(1, 1, dtype=torch.long), seen, 2, num_sequences=2,
-                                  sample=True, temperature=1.0, top_k=0, relevance=True)
+    items, scores = engine.sample(decoder, torch.ones(1, 1, dtype=torch.long), seen, 2, num_sequences=2,
+                                  temperature=1.0, top_k=0, relevance=True)
     first = items[0, :, 0].tolist()
     expected = 2 * torch.tensor([0, 1 / 4, 2 / 4, 1 / 4, 0]) + torch.tensor(step2[first[0]]) \
         + torch.tensor(step2[first[1]])
@@ -243,8 +243,8 @@ def test_ra_scores_temperature_and_top_k_by_hand():
     decoder = ScriptedDecoder(torch.log(torch.tensor([1e-30, 1.0, 2.0, 1.0, 4.0])))
     seen = torch.tensor([[True, False, False, False, False]])
     torch.manual_seed(0)
-    items, scores = engine.decode(decoder, torch.ones(1, 1, dtype=torch.long), seen, 1, num_sequences=3,
-                                  sample=True, temperature=0.5, top_k=2, relevance=True)
+    items, scores = engine.sample(decoder, torch.ones(1, 1, dtype=torch.long), seen, 1, num_sequences=3,
+                                  temperature=0.5, top_k=2, relevance=True)
     torch.testing.assert_close(scores[0], torch.tensor([0, 0, 3 * 4 / 20, 0, 3 * 16 / 20]))
     assert set(items.flatten().tolist()) <= {2, 4}
     np.testing.assert_array_equal(engine.rank_scores(scores, seen, 3).numpy(), [[4, 2, 1]])
@@ -253,7 +253,7 @@ def test_ra_scores_temperature_and_top_k_by_hand():
 def test_same_seed_same_draws_other_seed_other_draws():
     def draw(seed, options):
         torch.manual_seed(seed)
-        return engine.decode(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=3, sample=True, temperature=1.0,
+        return engine.sample(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=3, temperature=1.0,
                              **options)[0]
 
     for options in ({}, EXACT):
@@ -264,7 +264,7 @@ def test_same_seed_same_draws_other_seed_other_draws():
 @pytest.mark.parametrize("top_k", [0, 3, 10])
 def test_sampled_sequences_never_repeat_nor_recommend_seen(top_k):
     torch.manual_seed(0)
-    items, _ = engine.decode(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=8, sample=True, temperature=2.0,
+    items, _ = engine.sample(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=8, temperature=2.0,
                              top_k=top_k)
     for b in range(len(SEEN)):
         for s in range(8):

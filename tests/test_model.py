@@ -66,30 +66,6 @@ def test_build_config():
     assert model.config.resid_pdrop == model.config.embd_pdrop == model.config.attn_pdrop == 0.1
 
 
-# --- resolve_device ------------------------------------------------------------------------------
-
-def test_resolve_device_without_gpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert gm.resolve_device("auto", "train.device") == torch.device("cpu")
-    assert gm.resolve_device("cpu", "train.device") == torch.device("cpu")
-    for name in ("cuda", "cuda:0"):
-        with pytest.raises(UserError, match=r"train\.device") as info:
-            gm.resolve_device(name, "train.device")
-        assert name in str(info.value)
-    with pytest.raises(UserError, match=r"generation\.device"):
-        gm.resolve_device("cuda", "generation.device")
-
-
-def test_resolve_device_auto_here():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert gm.resolve_device("auto", "train.device").type == expected
-
-
-def test_resolve_device_unknown():
-    with pytest.raises(UserError, match=r"train\.device.*tpu"):
-        gm.resolve_device("tpu", "train.device")
-
-
 # --- save / load ---------------------------------------------------------------------------------
 
 def test_save_load_round_trip(tmp_path):
@@ -109,7 +85,7 @@ def test_load_without_a_model(tmp_path):
         gm.load(tmp_path, torch.device("cpu"))
 
 
-# --- last_logits / rank_next_items ---------------------------------------------------------------
+# --- last_logits / top_next_items ---------------------------------------------------------------
 
 def test_last_logits_matches_full_model_on_right_padding():
     model = tiny_model()
@@ -139,39 +115,31 @@ def reference_ranking(model, sequences: UserSequences, users, window: int, k: in
     return np.array(out)
 
 
-def test_rank_next_items_matches_full_model():
+def test_top_next_items_matches_full_model():
     model = tiny_model()
     sequences = random_sequences(12, NUM_ITEMS, max_length=25)  # some longer than the window of 8
     users = np.array([11, 0, 3, 5, 7, 2, 9])
-    got = gm.rank_next_items(model, sequences, users, window=8, k=10, batch_size=3)
+    got = gm.top_next_items(model, sequences, users, window=8, k=10, batch_size=3)[0]
     assert got.dtype == torch.int64 and got.shape == (len(users), 10)
     np.testing.assert_array_equal(got.numpy(), reference_ranking(model, sequences, users, 8, 10))
 
 
-def test_rank_next_items_never_seen_nor_padding():
+def test_top_next_items_never_seen_nor_padding():
     model = tiny_model(1)
     sequences = random_sequences(10, NUM_ITEMS, max_length=30, seed=1)
     users = np.arange(10)
     # k = all unseen items for the longest history: everything ranked must still be unseen.
-    got = gm.rank_next_items(model, sequences, users, window=16, k=NUM_ITEMS - 30).numpy()
+    got = gm.top_next_items(model, sequences, users, window=16, k=NUM_ITEMS - 30)[0].numpy()
     seen = sequences.seen_mask(users, NUM_ITEMS).numpy()
     assert not (got == 0).any()
     assert not seen[np.arange(10)[:, None], got].any()
     assert all(len(set(row)) == len(row) for row in got)
 
 
-def test_rank_next_items_ties_go_to_the_lower_id():
+def test_top_next_items_ties_go_to_the_lower_id():
     model = tiny_model()
     with torch.no_grad():
         model.lm_head.weight.zero_()  # tied to the item embeddings: every logit is 0, all tie
     sequences = UserSequences.from_frame(pd.DataFrame({"user_id": [0, 0, 1], "item_id": [2, 4, 1]}), 2)
-    got = gm.rank_next_items(model, sequences, np.array([0, 1]), window=16, k=5)
+    got = gm.top_next_items(model, sequences, np.array([0, 1]), window=16, k=5)[0]
     np.testing.assert_array_equal(got.numpy(), [[1, 3, 5, 6, 7], [2, 3, 4, 5, 6]])
-
-
-def test_top_k_stable():
-    scores = torch.tensor([[0.5, 1.0, 1.0, -1.0, 1.0, 0.5],
-                           [2.0, 2.0, 2.0, 2.0, 2.0, 2.0]])
-    np.testing.assert_array_equal(gm.top_k_stable(scores, 4).numpy(), [[1, 2, 4, 0], [0, 1, 2, 3]])
-    scores = torch.tensor([[-torch.inf, 3.0, -torch.inf, 3.0]])
-    np.testing.assert_array_equal(gm.top_k_stable(scores, 3).numpy(), [[1, 3, 0]])

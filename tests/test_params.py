@@ -46,6 +46,7 @@ json.dump({"lr": train.lr, "temperature": generation.temperature}, open("read.js
 """
 
 
+@pytest.mark.slow
 def test_dvc_exp_run_set_param_with_an_exponent(tmp_path):
     """The real ``dvc exp run -S``: DVC writes 1e-05 and 1e-09 into params.yaml, and the
     stage reads them as numbers (before issue 10: "must be a number, got '1e-05'")."""

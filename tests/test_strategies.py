@@ -11,8 +11,7 @@ from genrec import model as gm
 from genrec import engine, params, reference
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
-from genrec.strategies import (PARAMS_OF, STRATEGIES, TUNED, GenerationParams, recommend, recommend_scored,
-                               user_uniforms)
+from genrec.strategies import STRATEGIES, GenerationParams, recommend, user_uniforms
 
 
 NUM_ITEMS = 80
@@ -43,7 +42,7 @@ PARAMS = GenerationParams(horizon=HORIZON, num_beams=2, temperature=0.8, top_k=0
 
 
 def run(strategy: str, **changes) -> np.ndarray:
-    return recommend(strategy, MODEL, SEQUENCES, USERS, GenerationParams(**{**PARAMS.__dict__, **changes}))
+    return recommend(strategy, MODEL, SEQUENCES, USERS, GenerationParams(**{**PARAMS.__dict__, **changes}))[0]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -134,14 +133,14 @@ def test_recommend_sampled_equals_engine(strategy, top_k):
     decoder = engine.Decoder(MODEL)
     sequences = 1 if strategy == "sampling" else PARAMS.num_sequences
     uniforms = user_uniforms(3, USERS, (sequences, HORIZON))
-    options = dict(sample=True, temperature=PARAMS.temperature, top_k=top_k, uniforms=uniforms)
+    options = dict(temperature=PARAMS.temperature, top_k=top_k, uniforms=uniforms)
     if strategy == "sampling":
-        expected = engine.decode(decoder, prompts, seen, HORIZON, **options)[0][:, 0]
+        expected = engine.sample(decoder, prompts, seen, HORIZON, **options)[0][:, 0]
     elif strategy == "rra":
-        items, _ = engine.decode(decoder, prompts, seen, HORIZON, num_sequences=PARAMS.num_sequences, **options)
+        items, _ = engine.sample(decoder, prompts, seen, HORIZON, num_sequences=PARAMS.num_sequences, **options)
         expected = engine.rank_scores(engine.reciprocal_rank_scores(items, NUM_ITEMS + 1), seen, HORIZON)
     else:
-        _, scores = engine.decode(decoder, prompts, seen, HORIZON, num_sequences=PARAMS.num_sequences,
+        _, scores = engine.sample(decoder, prompts, seen, HORIZON, num_sequences=PARAMS.num_sequences,
                                   relevance=True, **options)
         expected = engine.rank_scores(scores, seen, HORIZON)
     np.testing.assert_array_equal(got, expected.numpy())
@@ -236,15 +235,20 @@ def test_check_window():
 
 
 def test_params_of_each_strategy():
-    assert set(PARAMS_OF) == set(STRATEGIES)
+    assert list(STRATEGIES) == ["topk", "greedy", "beam", "sampling", "rra", "ra"]
     fields = set(GenerationParams.__dataclass_fields__)
-    for strategy, keys in PARAMS_OF.items():
-        assert set(keys) <= fields, strategy
-        assert {"horizon", "batch_size", "device"} <= set(keys)
-    assert "num_beams" in PARAMS_OF["beam"] and "seed" not in PARAMS_OF["greedy"]
-    for strategy, tuned in TUNED.items():
-        assert set(tuned) <= set(PARAMS_OF[strategy]), strategy
-    assert {"temperature", "top_k", "num_sequences", "seed"} <= set(PARAMS_OF["ra"])
+    for name, strategy in STRATEGIES.items():
+        assert strategy.name == name
+        assert set(strategy.params) <= fields, name
+        assert {"horizon", "batch_size", "device"} <= set(strategy.params)
+        assert set(strategy.tuned) <= set(strategy.params), name
+        assert ("seed" in strategy.params) == strategy.sampled, name
+        assert (strategy.batch is None) == (name == "topk")  # topk needs no autoregression
+        assert set(strategy.settings) == set(strategy.params) - {"batch_size", "device"}
+    assert "num_beams" in STRATEGIES["beam"].params and "seed" not in STRATEGIES["greedy"].params
+    assert {"temperature", "top_k", "num_sequences", "seed"} <= set(STRATEGIES["ra"].params)
+    assert STRATEGIES["rra"].width(PARAMS) == PARAMS.num_sequences and STRATEGIES["beam"].width(PARAMS) == 2
+    assert STRATEGIES["sampling"].width(PARAMS) == 1
 
 
 @pytest.mark.parametrize("strategy", ["sampling", "rra", "ra"])
@@ -258,7 +262,7 @@ def test_a_users_sampled_items_do_not_depend_on_the_other_users(strategy):
     `genrec recommend --user` does, gives that user's items in the stage's output."""
     together = run(strategy)
     for row, user in enumerate(USERS):
-        alone = recommend(strategy, MODEL, SEQUENCES, np.array([user]), PARAMS)
+        alone, _ = recommend(strategy, MODEL, SEQUENCES, np.array([user]), PARAMS)
         np.testing.assert_array_equal(alone[0], together[row])
 
 
@@ -273,7 +277,7 @@ def test_user_uniforms_are_per_user_streams():
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_scores_rank_the_items(strategy):
-    items, scores = recommend_scored(strategy, MODEL, SEQUENCES, USERS, PARAMS)
+    items, scores = recommend(strategy, MODEL, SEQUENCES, USERS, PARAMS)
     np.testing.assert_array_equal(items, run(strategy))
     if strategy in ("greedy", "beam", "sampling"):  # ranked by generation order: no score
         assert np.isnan(scores).all()

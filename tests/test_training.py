@@ -1,4 +1,5 @@
-"""genrec.training: causal next-item training, validation NDCG@10 and early stopping (docs/method.md §4)."""
+"""genrec.training with GPT-2 (genrec.model): causal next-item training, validation NDCG@10 and
+early stopping (docs/method.md §4). The same loop's early stopping with the baselines: test_baselines.py."""
 
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ from genrec import model as gm
 from genrec import params, training
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
-from genrec.training import TrainParams
+from genrec.training import Data, TrainParams
 from helpers import cyclic_walks, run_stage
 
 NUM_ITEMS = 30
 TINY = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.0)
 
 
-def tiny_model(seed: int = 0, dropout: float = 0.0):
+def tiny_model(seed: int = 0, dropout: float = 0.0, n_positions: int = 16):
     torch.manual_seed(seed)
-    return gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=dropout))
+    return gm.build(NUM_ITEMS, gm.ModelParams(n_positions=n_positions, n_embd=16, n_layer=1, n_head=2,
+                                              dropout=dropout))
 
 
 def cyclic_data(num_users: int = 60, seed: int = 0):
@@ -37,6 +39,17 @@ def cyclic_data(num_users: int = 60, seed: int = 0):
 
 SEQUENCES, USERS, TARGETS = cyclic_data()
 CPU = torch.device("cpu")
+
+
+def data(users=USERS, targets=TARGETS) -> Data:
+    return Data(SEQUENCES, NUM_ITEMS, users, targets)
+
+
+def train(model, users, targets, params: TrainParams, on_epoch=lambda result: None):
+    """The pipeline's loop on a given GPT-2: ``training.fit`` with GPT-2's epoch and scorer."""
+    matrix = gm.training_matrix(SEQUENCES, model.config.n_positions)
+    return training.fit(model, matrix, gm.train_epoch, gm.scorer, data(users, targets), params, CPU, on_epoch,
+                        "train.lr")
 
 
 # --- params --------------------------------------------------------------------------------------
@@ -67,7 +80,7 @@ def test_training_matrix():
         "user_id": [0, 0, 0, 1, 2, 2, 2, 2, 2],
         "item_id": [5, 6, 7, 9, 1, 2, 3, 4, 5],
     }), 3)
-    matrix = training.training_matrix(sequences, n_positions=3)  # user 1 (one item) has nothing to learn
+    matrix = gm.training_matrix(sequences, n_positions=3)  # user 1 (one item) has nothing to learn
     np.testing.assert_array_equal(matrix.numpy(), [[5, 6, 7, 0], [2, 3, 4, 5]])
 
 
@@ -75,9 +88,9 @@ def test_training_matrix():
 
 def test_training_lowers_the_loss():
     model = tiny_model()
-    result = training.train(model, SEQUENCES, USERS[:20], TARGETS[:20],
-                            TrainParams(lr=1e-2, batch_size=16, max_epochs=6, patience=6, seed=0), CPU)
-    losses = [epoch.loss for epoch in result.history]
+    result = train(model, USERS[:20], TARGETS[:20],
+                   TrainParams(lr=1e-2, batch_size=16, max_epochs=6, patience=6, seed=0))
+    losses = [epoch.train["loss"] for epoch in result.history]
     assert len(losses) == 6
     assert losses[0] > 3.0  # about ln(31) at the start
     assert losses[-1] < 0.6 * losses[0], losses
@@ -100,9 +113,9 @@ def test_epoch_loss_is_the_mean_next_item_cross_entropy():
             logits = model(input_ids=window[None, :-1]).logits[0]
             total += float(torch.nn.functional.cross_entropy(logits.double(), window[1:], reduction="sum"))
             tokens += len(window) - 1
-    result = training.train(model, SEQUENCES, USERS, TARGETS,
-                            TrainParams(lr=1e-12, batch_size=7, max_epochs=1, patience=1, seed=0), CPU)
-    assert result.history[0].loss == pytest.approx(total / tokens, rel=1e-5)
+    result = train(model, USERS, TARGETS,
+                   TrainParams(lr=1e-12, batch_size=7, max_epochs=1, patience=1, seed=0))
+    assert result.history[0].train["loss"] == pytest.approx(total / tokens, rel=1e-5)
 
 
 def hand_ndcg(model, sequences: UserSequences, users, targets, window: int, k: int = 10):
@@ -129,11 +142,11 @@ def hand_ndcg(model, sequences: UserSequences, users, targets, window: int, k: i
 
 def test_validate_matches_hand_computation():
     model = tiny_model(3)
-    training.train(model, SEQUENCES, USERS, TARGETS,
-                   TrainParams(lr=3e-3, batch_size=16, max_epochs=1, patience=1, seed=0), CPU)
+    train(model, USERS, TARGETS,
+          TrainParams(lr=3e-3, batch_size=16, max_epochs=1, patience=1, seed=0))
     targets = TARGETS.copy()
     targets[5] = SEQUENCES.items[SEQUENCES.indptr[5]]  # a seen target can never be hit
-    ndcg, hit_rate = training.validate(model, SEQUENCES, USERS, targets, window=16)
+    ndcg, hit_rate = training.validate(gm.scorer(model, data(), CPU), data(USERS, targets))
     expected_ndcg, expected_hr = hand_ndcg(model, SEQUENCES, USERS, targets, window=16)
     assert 0 < expected_ndcg < 1 and 0 < expected_hr < 1  # a mixed case, neither trivial extreme
     assert ndcg == pytest.approx(expected_ndcg, abs=1e-9)
@@ -141,9 +154,9 @@ def test_validate_matches_hand_computation():
 
 
 def test_validate_on_a_random_model_and_shorter_window():
-    model = tiny_model(4)
+    model = tiny_model(4, n_positions=6)
     users = USERS[::3]
-    ndcg, hit_rate = training.validate(model, SEQUENCES, users, TARGETS[users], window=6)
+    ndcg, hit_rate = training.validate(gm.scorer(model, data(), CPU), data(users, TARGETS[users]))
     expected = hand_ndcg(model, SEQUENCES, users, TARGETS[users], window=6)
     assert (ndcg, hit_rate) == pytest.approx(expected, abs=1e-9)
 
@@ -168,8 +181,8 @@ def test_early_stopping_after_patience(monkeypatch):
     scripted_validation(monkeypatch, [0.1, 0.3, 0.2, 0.2, 0.3, 0.9, 0.9, 0.9])  # 0.3 again is no better
     model = tiny_model()
     states, on_epoch = snapshot_each_epoch(model)
-    result = training.train(model, SEQUENCES, USERS, TARGETS,
-                            TrainParams(lr=1e-2, batch_size=16, max_epochs=8, patience=3, seed=0), CPU,
+    result = train(model, USERS, TARGETS,
+                   TrainParams(lr=1e-2, batch_size=16, max_epochs=8, patience=3, seed=0),
                             on_epoch=on_epoch)
     assert [e.epoch for e in result.history] == [1, 2, 3, 4, 5]  # stops exactly 3 epochs after epoch 2
     assert [e.ndcg for e in result.history] == [0.1, 0.3, 0.2, 0.2, 0.3]
@@ -179,25 +192,24 @@ def test_early_stopping_after_patience(monkeypatch):
     assert result.best_state.keys() == states[2].keys()
     for name, tensor in result.best_state.items():
         assert torch.equal(tensor, states[2][name]), name
-    # The weights moved after the best epoch, and the returned state is a copy, not the live model's.
-    assert any(not torch.equal(result.best_state[n], t) for n, t in model.state_dict().items())
-    model.load_state_dict(result.best_state)
+    # The weights moved after the best epoch (epoch 5's differ), and fit put the best ones back.
+    assert any(not torch.equal(states[5][n], t) for n, t in states[2].items())
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, states[2][name]), name
 
 
 def test_early_stopping_patience_one_and_flat(monkeypatch):
     scripted_validation(monkeypatch, [0.0] * 10)
-    result = training.train(tiny_model(), SEQUENCES, USERS, TARGETS,
-                            TrainParams(lr=1e-2, batch_size=32, max_epochs=10, patience=1, seed=0), CPU)
+    result = train(tiny_model(), USERS, TARGETS,
+                   TrainParams(lr=1e-2, batch_size=32, max_epochs=10, patience=1, seed=0))
     assert len(result.history) == 2 and result.best.epoch == 1
 
 
 def test_max_epochs_bounds_training(monkeypatch):
     scripted_validation(monkeypatch, [0.1, 0.2, 0.3, 0.4])  # always improving
     events = []
-    result = training.train(tiny_model(), SEQUENCES, USERS, TARGETS,
-                            TrainParams(lr=1e-2, batch_size=32, max_epochs=4, patience=2, seed=0), CPU,
+    result = train(tiny_model(), USERS, TARGETS,
+                   TrainParams(lr=1e-2, batch_size=32, max_epochs=4, patience=2, seed=0),
                             on_epoch=events.append)
     assert len(result.history) == 4 and result.best.epoch == 4
     assert events == result.history
@@ -205,10 +217,10 @@ def test_max_epochs_bounds_training(monkeypatch):
 
 def test_same_seed_same_history():
     def run(seed):
-        model = tiny_model(7, dropout=0.1)  # dropout draws random numbers too
-        result = training.train(model, SEQUENCES, USERS, TARGETS,
-                                TrainParams(lr=1e-2, batch_size=16, max_epochs=2, patience=2, seed=seed), CPU)
-        return [(e.loss, e.ndcg, e.hit_rate) for e in result.history], result.best_state
+        model_params = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.1)  # dropout draws too
+        model, result = gm.fit(data(), model_params,
+                               TrainParams(lr=1e-2, batch_size=16, max_epochs=2, patience=2, seed=seed), CPU)
+        return [(e.train["loss"], e.ndcg, e.hit_rate) for e in result.history], result.best_state
 
     first, state = run(0)
     second, state2 = run(0)
@@ -227,6 +239,7 @@ def write_split(folder: Path) -> None:
     pd.DataFrame({"user_id": users, "item_id": SEQUENCES.items, "timestamp": np.arange(len(users))}
                  ).to_parquet(split / "train.parquet")
     pd.DataFrame({"user_id": USERS, "item_id": TARGETS, "position": 0}).to_parquet(split / "validation.parquet")
+    pd.DataFrame({"user_id": USERS, "item_id": TARGETS, "position": 0}).to_parquet(split / "test.parquet")
     (split / "meta.json").write_text(json.dumps({"num_users": SEQUENCES.num_users, "num_items": NUM_ITEMS}))
     (folder / "params.yaml").write_text(yaml.safe_dump({
         "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1},
@@ -234,6 +247,7 @@ def write_split(folder: Path) -> None:
     }))
 
 
+@pytest.mark.slow
 def test_train_stage_is_reproducible(tmp_path):
     weights = []
     for run in ("a", "b"):
@@ -251,6 +265,6 @@ def test_training_that_diverges_stops_with_the_fix():
     # Before issue 10 lr 1e10 trained to NaN weights and returned them as the best epoch.
     events = []
     with pytest.raises(UserError, match=r"diverged at epoch 1 \(training loss nan.*Lower train\.lr"):
-        training.train(tiny_model(), SEQUENCES, USERS, TARGETS,
-                       TrainParams(lr=1e10, batch_size=16, max_epochs=3, patience=3), CPU, on_epoch=events.append)
+        train(tiny_model(), USERS, TARGETS,
+              TrainParams(lr=1e10, batch_size=16, max_epochs=3, patience=3), on_epoch=events.append)
     assert events == []  # stopped before the epoch was logged

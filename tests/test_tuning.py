@@ -64,14 +64,14 @@ def test_tune_picks_the_first_validation_argmax(strategy):
     grid = CONFIG.grid(strategy)
     assert len(table) == len(grid) and table["chosen"].sum() == 1
     # Every row is the point's validation metrics, computed here directly.
-    direct = [metrics.evaluate(recommend(strategy, MODEL, SEQUENCES, VAL_USERS, point), VAL_USERS, VALIDATION,
+    direct = [metrics.evaluate(recommend(strategy, MODEL, SEQUENCES, VAL_USERS, point)[0], VAL_USERS, VALIDATION,
                                NUM_ITEMS)[0][f"ndcg@{HORIZON}"] for point in grid]
     np.testing.assert_allclose(table[f"ndcg@{HORIZON}"], direct)
     best = int(np.argmax(direct))  # numpy's argmax: the first of equal maxima
     assert chosen == grid[best] and table["chosen"].tolist().index(True) == best
     for key, value in chosen.chosen(strategy).items():
         assert table.loc[best, key] == value
-    np.testing.assert_array_equal(recs, recommend(strategy, MODEL, SEQUENCES, VAL_USERS, grid[best]))
+    np.testing.assert_array_equal(recs, recommend(strategy, MODEL, SEQUENCES, VAL_USERS, grid[best])[0])
 
 
 def test_ties_go_to_the_earlier_grid_point():
@@ -115,6 +115,7 @@ def run_recommend(folder: Path, strategy: str) -> dict:
     return json.loads((folder / f"metrics/{strategy}.json").read_text())
 
 
+@pytest.mark.slow
 def test_stage_choice_ignores_the_test_users(folder):
     first = run_recommend(folder, "rra")
     table = pd.read_csv(folder / "metrics/tuning/rra.csv")
@@ -131,7 +132,7 @@ def test_stage_choice_ignores_the_test_users(folder):
     other = next(p for p in GenerationParams(horizon=HORIZON, temperature=[0.3, 1.0, 3.0], top_k=[0, 5],
                                              num_sequences=4, seed=42).grid("rra")
                  if p.chosen("rra") != first["chosen"])
-    recs = recommend("rra", tiny_model(), SEQUENCES, TEST_USERS, other)
+    recs, _ = recommend("rra", tiny_model(), SEQUENCES, TEST_USERS, other)
     rigged = metrics.recommendations_frame(TEST_USERS, recs).rename(columns={"rank": "position"})
     rigged["position"] -= 1
     rigged.to_parquet(folder / "split/test.parquet", index=False)
@@ -141,6 +142,7 @@ def test_stage_choice_ignores_the_test_users(folder):
     assert second[f"ndcg@{HORIZON}"] < 1.0  # the rigged targets would have given the other point 1.0
 
 
+@pytest.mark.slow
 def test_stage_without_a_grid_writes_no_tuning_table(folder):
     summary = run_recommend(folder, "greedy")
     assert "chosen" not in summary

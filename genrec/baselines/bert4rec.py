@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
-from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, fit_neural,
-                                     fit_then_recommend, training_users, trim_left)
+from genrec import training
+from genrec.baselines.common import check_transformer, fit_then_recommend, trim_left
 from genrec.params import require
+from genrec.ranking import PADDING
+from genrec.training import Data, EpochResult, TrainResult, training_users
 
 TRAINED = True
-PADDING = 0
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def fit(data: Data, params: Params, device: torch.device,
     model = build(data.num_items, params).to(device)
     matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len,
                                                         side="left"))
-    return model, fit_neural(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "bert4rec.lr")
+    return model, training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "bert4rec.lr")
 
 
 fit_recommend = fit_then_recommend(fit, scorer)

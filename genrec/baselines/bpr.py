@@ -25,7 +25,8 @@ import torch
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.recommender_base import ModelFitError
 
-from genrec.baselines.common import Data, EpochResult, TrainResult, check_training, early_stopping, recommend
+from genrec.baselines.common import check_training
+from genrec.training import Data, EpochResult, TrainResult, early_stopping, recommend
 from genrec.params import require
 
 TRAINED = True

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from genrec.baselines.common import Data, EpochResult, TrainResult, recommend
+from genrec.training import Data, EpochResult, TrainResult, recommend
 from genrec.params import require
 
 TRAINED = False

@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrec.baselines.common import (Data, EpochResult, TrainResult, check_transformer, fit_neural,
-                                     fit_then_recommend, training_users, trim_left)
+from genrec import training
+from genrec.baselines.common import check_transformer, fit_then_recommend, trim_left
+from genrec.ranking import PADDING
+from genrec.training import Data, EpochResult, TrainResult, training_users
 
 TRAINED = True
-PADDING = 0
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def fit(data: Data, params: Params, device: torch.device,
     # Each user's last max_len + 1 items: inputs are [:, :-1], labels [:, 1:]. Built once.
     matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len + 1,
                                                         side="left"))
-    return model, fit_neural(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "sasrec.lr")
+    return model, training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "sasrec.lr")
 
 
 fit_recommend = fit_then_recommend(fit, scorer)
