@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from helpers import run_command as run
+from helpers import section_values
 
 from genrec import params
 from genrec.errors import UserError
@@ -21,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
                                           ("1E3", 1000.0)])
 def test_exponent_floats_are_numbers(tmp_path, text, value):
     # YAML 1.1 (PyYAML) reads 1e-05 as the string '1e-05'; DVC writes exactly that spelling.
-    (tmp_path / "params.yaml").write_text(f"train:\n  lr: {text}\n")
+    others = "".join(f"  {key}: {setting}\n" for key, setting in section_values("train").items() if key != "lr")
+    (tmp_path / "params.yaml").write_text(f"train:\n  lr: {text}\n{others}")
     assert params.section(params.load(tmp_path / "params.yaml"), "train", TrainParams).lr == value
 
 
