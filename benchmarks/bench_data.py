@@ -186,17 +186,20 @@ def _child(step: str, workdir: str, conn) -> None:
 
         import pandas as pd  # noqa: F401  (imported before the baseline)
 
+        from genrec import params
         from genrec.preprocess import PreprocessParams, preprocess, statistics
         from genrec.split import SplitParams, split
 
         work = Path(workdir)
+        config = params.load(ROOT / "params.yaml")
         if step == "preprocess":
             frame = _load_frame(work / "raw", COLUMNS)
-            run = lambda: preprocess(frame, PreprocessParams())  # noqa: E731
+            run = lambda: preprocess(frame, params.section(config, "preprocess", PreprocessParams))  # noqa: E731
         else:
             frame = _load_frame(work / "prepared", ("user_id", "item_id", "timestamp", "rating"))
             method = step.split(":", 1)[1]
-            run = lambda: split(frame, SplitParams(method=method))  # noqa: E731
+            settings = params.section(config, "split", SplitParams).model_copy(update={"method": method})
+            run = lambda: split(frame, settings)  # noqa: E731
         gc.collect()
 
         baseline = _status_bytes("VmRSS")

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import platform
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from genrec import engine, reference
+from genrec import params as genrec_params
 from genrec.device import resolve_device
 from genrec.model import ModelParams, build
 from genrec.sequences import UserSequences
@@ -28,6 +30,8 @@ from measure import timed
 
 CASES = [("greedy", {}), ("beam", {"num_beams": 3}), ("rra", {"num_sequences": 20}), ("ra", {"num_sequences": 30})]
 HORIZON = 10
+MODEL = genrec_params.section(genrec_params.load(Path(__file__).resolve().parents[1] / "params.yaml"), "model",
+                             ModelParams)  # the repository's model size
 
 
 def histories(users: int, items: int, length: int, seed: int = 0) -> UserSequences:
@@ -47,12 +51,12 @@ def batches(sequences: UserSequences, batch_size: int, window: int, num_items: i
 
 def bench_catalogue(num_items: int, users: int, reference_users: int, device, profile: bool) -> list[dict]:
     torch.manual_seed(0)
-    model = build(num_items, ModelParams()).to(device).eval()
+    model = build(num_items, MODEL).to(device).eval()
     window = model.config.n_positions - HORIZON
     sequences = histories(users, num_items, window)
     rows = []
     for strategy, extra in CASES:
-        params = GenerationParams(horizon=HORIZON, top_k=50, temperature=0.5, **extra)
+        params = GenerationParams(horizon=HORIZON, top_k=50, temperature=0.5, batch_size=0, **extra)
         batch_size = auto_batch_size(strategy, params, num_items, window, model.config.n_embd,
                                      model.config.n_layer, device)
         decoder = engine.Decoder(model)

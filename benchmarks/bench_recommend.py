@@ -27,18 +27,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genrec import bundle
+from genrec import bundle, params
 from genrec.model import ModelParams, build
 from genrec.recommender import Recommender
 from genrec.strategies import STRATEGIES
 
+# The repository's model size; the generation settings of the benchmark.
+MODEL = params.section(params.load(Path(__file__).resolve().parents[1] / "params.yaml"), "model", ModelParams)
 SETTINGS = {"horizon": 10, "num_beams": 2, "temperature": 0.5, "top_k": 0, "num_sequences": 30, "seed": 42}
 
 
 def synthetic_folder(root: Path, num_items: int) -> Path:
     torch.manual_seed(0)
     model_dir = root / f"model-{num_items}"
-    build(num_items, ModelParams()).save_pretrained(model_dir)
+    build(num_items, MODEL).save_pretrained(model_dir)
     items = pd.DataFrame({"item_id": np.arange(1, num_items + 1), "raw_item_id": np.arange(1, num_items + 1)})
     items["title"] = pd.Series([f"Film {i}" for i in items["raw_item_id"]], dtype="string")
     users = pd.DataFrame({"user_id": [0], "raw_user_id": [1]})

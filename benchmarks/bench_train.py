@@ -17,7 +17,6 @@ direct port of the paper's training loop does.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -36,6 +35,8 @@ from genrec.ranking import PADDING
 from genrec.sequences import UserSequences
 from genrec.training import Data, TrainParams
 from measure import timed
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def generated(users: int, items: int, interactions: int, seed: int = 0) -> tuple[UserSequences, np.ndarray, np.ndarray]:
@@ -118,12 +119,12 @@ def our_epochs(model, data: Data, params: TrainParams, device, epochs: int) -> l
 
 def bench(label: str, sequences, val_users, val_targets, num_items: int, epochs: int, device,
           model_params: ModelParams, train_params: TrainParams) -> None:
-    params = dataclasses.replace(train_params, max_epochs=epochs, patience=epochs + 1, device=str(device))
+    params = train_params.model_copy(update={"max_epochs": epochs, "patience": epochs + 1, "device": str(device)})
     n_train = len(training_matrix(sequences, model_params.n_positions))
     rows = []
 
     # Warm-up, untimed: the first epoch on a device pays one-off costs (kernels, allocator).
-    warm = dataclasses.replace(params, max_epochs=1, patience=2)
+    warm = params.model_copy(update={"max_epochs": 1, "patience": 2})
     data = Data(sequences, num_items, val_users, val_targets)
     our_epochs(build(num_items, model_params), data, warm, device, 1)
     naive_epoch(build(num_items, model_params).to(device), sequences, val_users, val_targets, warm, device,
@@ -161,8 +162,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device, "--device")
-    # The current params.yaml's model and training settings (the defaults without one).
-    config = genrec_params.load() if Path("params.yaml").exists() else {"model": {}, "train": {}}
+    # The current params.yaml's model and training settings (the repository's without one).
+    config = genrec_params.load("params.yaml" if Path("params.yaml").exists() else ROOT / "params.yaml")
     settings = (genrec_params.section(config, "model", ModelParams), genrec_params.section(config, "train", TrainParams))
     print(f"{settings[0]}\n{settings[1]}")
     data = pipeline_data()

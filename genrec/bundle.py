@@ -36,7 +36,7 @@ def strategy_settings(generation: dict, chosen: dict[str, dict]) -> dict[str, di
                     f"has no chosen {key}; run `dvc repro {strategy}` to tune it, or give one value")
             elif key in generation:
                 values[key] = generation[key]
-        # The same type and range checks as the strategy stages (a missing key takes its default).
+        # The same checks as the strategy stages: every key in params.yaml, of the right type and range.
         checked = params.section({"generation": values}, "generation", GenerationParams, keys=STRATEGIES[strategy].settings)
         out[strategy] = {key: getattr(checked, key) for key in STRATEGIES[strategy].settings}
     return out

@@ -28,6 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from genrec.errors import UserError
+from genrec.params import Section
 
 COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
@@ -369,9 +370,8 @@ def _seconds(values: np.ndarray, column: pd.Series, label: str) -> np.ndarray:
     return values.astype(np.int64)
 
 
-@dataclass(frozen=True)
-class DataParams:
-    dataset: str = "ml-100k"  # ml-100k, ml-1m, ml-20m, or a path to a .csv/.parquet file
+class DataParams(Section):
+    dataset: str  # ml-100k, ml-1m, ml-20m, or a path to a .csv/.parquet file
 
 
 # --- item titles ----------------------------------------------------------------------------

@@ -2,40 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
+from pydantic import Field, model_validator
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from genrec import training
 from genrec.errors import UserError
-from genrec.params import require
+from genrec.params import AtLeast1, Dropout, Section
 from genrec.ranking import PADDING, mask_seen, top_k_stable
 from genrec.sequences import UserSequences
 from genrec.training import Data, EpochResult, TrainParams, TrainResult
 
 
-@dataclass(frozen=True)
-class ModelParams:
-    n_positions: int = 128
-    n_embd: int = 64
-    n_layer: int = 2
-    n_head: int = 1
-    dropout: float = 0.1
+class ModelParams(Section):
+    n_positions: Annotated[int, Field(ge=2)]
+    n_embd: AtLeast1
+    n_layer: AtLeast1
+    n_head: AtLeast1
+    dropout: Dropout
 
-    def validate(self) -> None:
-        for name in ("n_positions", "n_embd", "n_layer", "n_head"):
-            value = getattr(self, name)
-            require(value >= 1, f"model.{name}", f"must be at least 1, got {value}")
-        require(self.n_positions >= 2, "model.n_positions", f"must be at least 2, got {self.n_positions}")
-        require(self.n_embd % self.n_head == 0, "model.n_embd",
-                f"({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
-        require(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+    @model_validator(mode="after")
+    def _heads_divide_the_embedding(self) -> ModelParams:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+        return self
 
 
 def build(num_items: int, params: ModelParams) -> GPT2LMHeadModel:

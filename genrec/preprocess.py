@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from genrec.errors import UserError
-from genrec.params import require
+from genrec.params import AtLeast1, Section
 
 
-@dataclass(frozen=True)
-class PreprocessParams:
-    min_item_users: int = 5  # keep items seen by at least this many distinct users
-    min_user_items: int = 20  # then users with at least this many distinct items
-    duplicates: str = "keep"  # rows repeating an earlier row's user, item and timestamp: keep or drop
-
-    def validate(self) -> None:
-        require(self.duplicates in ("keep", "drop"), "preprocess.duplicates",
-                f"must be keep or drop, got {self.duplicates!r}")
-        require(self.min_item_users >= 1, "preprocess.min_item_users", f"must be at least 1, got {self.min_item_users}")
-        require(self.min_user_items >= 1, "preprocess.min_user_items", f"must be at least 1, got {self.min_user_items}")
+class PreprocessParams(Section):
+    min_item_users: AtLeast1  # keep items seen by at least this many distinct users
+    min_user_items: AtLeast1  # then users with at least this many distinct items
+    duplicates: Literal["keep", "drop"]  # rows repeating an earlier row's user, item and timestamp
 
 
 @dataclass(frozen=True)

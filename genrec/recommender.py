@@ -13,7 +13,6 @@ gets the same list alone or among others.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ import pandas as pd
 from genrec.errors import UserError
 from genrec.device import resolve_device
 from genrec.model import load as load_model
+from genrec.params import section
 from genrec.sequences import UserSequences
 from genrec.strategies import STRATEGIES, GenerationParams, recommend
 
@@ -124,10 +124,12 @@ class Recommender:
         if extra:
             raise UserError(f"{strategy} has no setting {', '.join(extra)}; it reads "
                             f"{', '.join(s for s in STRATEGIES[strategy].settings if s != 'horizon') or 'none'}")
-        values = {**self.settings[strategy], **settings, **({} if k is None else {"horizon": k})}
-        params = dataclasses.replace(GenerationParams(), **values)
+        # The bundle's settings (params.yaml's or the tuned values), checked as the strategy
+        # stages check them. The batch size is chosen from the free memory (0) and the device
+        # is the model's: neither is a bundle setting.
+        values = {**self.settings[strategy], **settings, **({} if k is None else {"horizon": k}), "batch_size": 0}
         try:
-            params.validate()
+            params = section({"generation": values}, "generation", GenerationParams, keys=list(values))
             params.check_window(self.model.config.n_positions)
         except UserError as error:  # the checks name params.yaml; here the values come from the caller
             raise UserError(str(error).replace("params.yaml: generation.horizon", "k (generation.horizon)")

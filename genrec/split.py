@@ -7,30 +7,23 @@ position 0..n-1 in time order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from genrec.errors import UserError
-from genrec.params import require
+from genrec.params import AtLeast1, Fraction, Section
 
 METHODS = ("leave_last_n", "global_time")
 
 
-@dataclass(frozen=True)
-class SplitParams:
-    method: str = "leave_last_n"
-    n: int = 10  # held-out items per user (the horizon of the ground truth)
-    quantile: float = 0.9  # global_time: the cutoff is this quantile of all timestamps
-    validation_fraction: float = 0.5  # share of evaluated users used for validation
-    seed: int = 42
-
-    def validate(self) -> None:
-        require(self.method in METHODS, "split.method", f"must be one of {', '.join(METHODS)}, got '{self.method}'")
-        require(self.n >= 1, "split.n", f"must be at least 1, got {self.n}")
-        require(0.0 < self.quantile < 1.0, "split.quantile", f"must be strictly between 0 and 1, got {self.quantile}")
-        require(0.0 < self.validation_fraction < 1.0, "split.validation_fraction",
-                f"must be strictly between 0 and 1, got {self.validation_fraction}")
+class SplitParams(Section):
+    method: Literal[METHODS]
+    n: AtLeast1  # held-out items per user (the horizon of the ground truth)
+    quantile: Fraction  # global_time: the cutoff is this quantile of all timestamps
+    validation_fraction: Fraction  # share of evaluated users used for validation
+    seed: int
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,19 @@ generated. ``recommend`` turns a trained model and users' training sequences int
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import numpy as np
 import psutil
 import torch
+from pydantic import Field, field_validator
 
 from genrec import engine
 from genrec.errors import UserError
 from genrec.model import top_next_items
-from genrec.params import require
+from genrec.params import AtLeast0, AtLeast1, Section, require, value_or_grid
 from genrec.progress import Progress
 from genrec.sequences import UserSequences
 
@@ -36,36 +36,32 @@ def values(setting: Any) -> list:
     return setting if isinstance(setting, list) else [setting]
 
 
-@dataclass(frozen=True)
-class GenerationParams:
+class GenerationParams(Section):
     """The ``generation`` section. The tunable keys hold one value or a list (a grid);
-    ``grid()`` expands them into single-valued settings, which is what ``recommend`` takes."""
+    ``grid()`` expands them into single-valued settings, which is what ``recommend`` takes.
 
-    horizon: int = 10  # K: items to recommend, and new items to generate
-    num_beams: int | list[int] = 2
-    temperature: float | list[float] = 0.5
-    top_k: int | list[int] = 0  # sampling: keep the k most likely items per step (0: no cut)
-    num_sequences: int | list[int] = 30  # rra/ra: sampled sequences per user
-    seed: int = 42
-    batch_size: int = 0  # users per batch; 0: chosen from the available memory
-    device: str = "auto"
+    A strategy stage reads only the keys it declares (``params.section(..., keys=STRATEGIES[strategy].params)``):
+    a key it does not read is None, "not read by this stage". That is the only default a key
+    has; every value comes from ``params.yaml``."""
 
-    def validate(self) -> None:
-        require(self.horizon >= 1, "generation.horizon", f"must be at least 1, got {self.horizon}")
-        for beams in values(self.num_beams):
-            require(1 <= beams <= MAX_NUM_BEAMS, "generation.num_beams",
-                    f"must be between 1 and {MAX_NUM_BEAMS}, got {beams}")
-        for temperature in values(self.temperature):
-            require(MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE, "generation.temperature",
-                    f"must be between {MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g} (smaller values overflow "
-                    f"float32; use the greedy strategy for a temperature near 0), got {temperature}")
-        for top_k in values(self.top_k):
-            require(top_k >= 0, "generation.top_k", f"must be 0 (no cut) or more, got {top_k}")
-        for sequences in values(self.num_sequences):
-            require(1 <= sequences <= MAX_NUM_SEQUENCES, "generation.num_sequences",
-                    f"must be between 1 and {MAX_NUM_SEQUENCES}, got {sequences}")
-        require(self.seed >= 0, "generation.seed", f"must be 0 or more, got {self.seed}")
-        require(self.batch_size >= 0, "generation.batch_size", f"must be 0 (automatic) or more, got {self.batch_size}")
+    horizon: AtLeast1 = None  # K: items to recommend, and new items to generate
+    num_beams: value_or_grid(Annotated[int, Field(ge=1, le=MAX_NUM_BEAMS)]) = None
+    temperature: value_or_grid(float) = None  # bounds: _temperature_in_bounds
+    top_k: value_or_grid(AtLeast0) = None  # sampling: keep the k most likely items per step (0: no cut)
+    num_sequences: value_or_grid(Annotated[int, Field(ge=1, le=MAX_NUM_SEQUENCES)]) = None  # rra/ra: per user
+    seed: AtLeast0 = None
+    batch_size: AtLeast0 = None  # users per batch; 0: chosen from the available memory
+    device: str = None  # auto (CUDA when present), cpu or cuda
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_in_bounds(cls, setting: float | list[float]) -> float | list[float]:
+        for temperature in values(setting):
+            if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+                raise ValueError(
+                    f"generation.temperature must be between {MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g} (smaller "
+                    f"values overflow float32; use the greedy strategy for a temperature near 0), got {temperature}")
+        return setting
 
     def check_window(self, n_positions: int) -> None:
         """The prompt keeps at least one item after leaving room for the horizon."""
@@ -75,6 +71,8 @@ class GenerationParams:
 
     def check_catalogue(self, num_items: int) -> None:
         """Beam search keeps ``num_beams`` distinct continuations: it needs that many items."""
+        if self.num_beams is None:  # not read by this stage
+            return
         for beams in values(self.num_beams):
             require(beams <= num_items, "generation.num_beams",
                     f"({beams}) must not exceed the number of items in the catalogue ({num_items})")
@@ -83,7 +81,7 @@ class GenerationParams:
         """Every combination of the strategy's tunable values, in grid order (the first key
         varies slowest); a strategy with no list-valued key has a one-point grid."""
         keys = STRATEGIES[strategy].tuned
-        return [dataclasses.replace(self, **dict(zip(keys, point)))
+        return [self.model_copy(update=dict(zip(keys, point)))
                 for point in itertools.product(*(values(getattr(self, key)) for key in keys))]
 
     def chosen(self, strategy: str) -> dict[str, Any]:

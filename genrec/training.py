@@ -18,7 +18,7 @@ import torch
 
 from genrec import metrics
 from genrec.errors import UserError
-from genrec.params import require
+from genrec.params import AtLeast1, PositiveFloat, Section
 from genrec.ranking import rank_unseen
 from genrec.sequences import Split, UserSequences
 
@@ -26,20 +26,13 @@ VALIDATION_K = 10  # validation NDCG@10 / HR@10, whatever a model's list length
 BATCH_USERS = 256  # users scored at once when ranking
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    lr: float = 1e-3
-    batch_size: int = 64
-    max_epochs: int = 100
-    patience: int = 10  # stop after this many epochs without a better validation NDCG@10
-    seed: int = 42
-    device: str = "auto"
-
-    def validate(self) -> None:
-        require(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
-        require(self.batch_size >= 1, "train.batch_size", f"must be at least 1, got {self.batch_size}")
-        require(self.max_epochs >= 1, "train.max_epochs", f"must be at least 1, got {self.max_epochs}")
-        require(self.patience >= 1, "train.patience", f"must be at least 1, got {self.patience}")
+class TrainParams(Section):
+    lr: PositiveFloat
+    batch_size: AtLeast1
+    max_epochs: AtLeast1
+    patience: AtLeast1  # stop after this many epochs without a better validation NDCG@10
+    seed: int
+    device: str  # auto (CUDA when present), cpu or cuda
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
-"""Small generated data shared by the model tests, and running a stage as dvc.yaml does."""
+"""Small generated data shared by the model tests, running a stage as dvc.yaml does, and the
+params of the repository's params.yaml."""
 
+import copy
+import functools
 import os
 import subprocess
 import sys
@@ -8,9 +11,42 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genrec import params
 from genrec.sequences import UserSequences
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def section_models() -> dict[str, type[params.Section]]:
+    """Every section of params.yaml and the model that reads it. Imported when asked: the
+    models' modules bring in torch, transformers and implicit."""
+    from genrec.baselines import bert4rec, bpr, popularity, sasrec
+    from genrec.datasets import DataParams
+    from genrec.model import ModelParams
+    from genrec.preprocess import PreprocessParams
+    from genrec.split import SplitParams
+    from genrec.strategies import GenerationParams
+    from genrec.training import TrainParams
+
+    return {"data": DataParams, "preprocess": PreprocessParams, "split": SplitParams, "model": ModelParams,
+            "train": TrainParams, "generation": GenerationParams, "popularity": popularity.Params,
+            "bpr": bpr.Params, "sasrec": sasrec.Params, "bert4rec": bert4rec.Params}
+
+
+@functools.cache
+def _repository_params() -> dict:
+    return params.load(REPO / "params.yaml")
+
+
+def section_values(name: str, **overrides) -> dict:
+    """Section ``name`` of the repository's params.yaml (a fresh copy), with ``overrides``."""
+    return {**copy.deepcopy(_repository_params()[name]), **overrides}
+
+
+def defaults(name: str, **overrides) -> params.Section:
+    """The model of section ``name`` as the repository's params.yaml sets it, with ``overrides``,
+    read as a stage reads it: a bad override is the stage's one-line ``UserError``."""
+    return params.section({name: section_values(name, **overrides)}, name, section_models()[name])
 
 
 def run_stage(stage: str, *args: str, cwd: Path, env: dict | None = None,

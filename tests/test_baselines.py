@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -13,13 +12,14 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from pydantic import ValidationError
 
 from genrec import params, training
 from genrec.baselines import NAMES, bert4rec, bpr, popularity, sasrec
 from genrec.training import Data
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
-from helpers import cyclic_walks
+from helpers import cyclic_walks, defaults, section_values
 from helpers import run_stage as run_stage_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,12 +39,12 @@ def cyclic_data(num_users: int = 60, seed: int = 0) -> Data:
 DATA = cyclic_data()
 TEST_USERS = np.arange(30, 60)
 TINY = {
-    "popularity": popularity.Params(k=5),
-    "bpr": bpr.Params(k=5, factors=8, lr=0.05, max_epochs=1, eval_every=1, patience=1, seed=0),
-    "sasrec": sasrec.Params(k=5, max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
-                            max_epochs=1, patience=1, seed=0, device="cpu"),
-    "bert4rec": bert4rec.Params(k=5, max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
-                                max_epochs=1, patience=1, seed=0, device="cpu"),
+    "popularity": defaults("popularity", k=5),
+    "bpr": defaults("bpr", k=5, factors=8, lr=0.05, max_epochs=1, eval_every=1, patience=1, seed=0),
+    "sasrec": defaults("sasrec", k=5, max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
+                       max_epochs=1, patience=1, seed=0, device="cpu"),
+    "bert4rec": defaults("bert4rec", k=5, max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
+                         max_epochs=1, patience=1, seed=0, device="cpu"),
 }
 
 
@@ -84,15 +84,13 @@ def test_same_seed_same_recommendations(name):
     assert result.best.train == again.best.train
 
 
-def test_defaults_match_the_issue():
-    assert (sasrec.Params().max_len, sasrec.Params().hidden, sasrec.Params().layers, sasrec.Params().heads) \
-        == (128, 64, 2, 1)
-    assert (bert4rec.Params().layers, bert4rec.Params().heads, bert4rec.Params().mask_prob) == (2, 2, 0.2)
-    assert (bpr.Params().factors, bpr.Params().lr, bpr.Params().regularization, bpr.Params().max_epochs) \
-        == (64, 0.01, 0.01, 200)
-    for module in MODULES.values():
-        module.Params().validate()
-        assert module.Params().k == 10
+def test_params_yaml_matches_the_issue():
+    sasrec_, bert4rec_, bpr_ = defaults("sasrec"), defaults("bert4rec"), defaults("bpr")
+    assert (sasrec_.max_len, sasrec_.hidden, sasrec_.layers, sasrec_.heads) == (128, 64, 2, 1)
+    assert (bert4rec_.layers, bert4rec_.heads, bert4rec_.mask_prob) == (2, 2, 0.2)
+    assert (bpr_.factors, bpr_.lr, bpr_.regularization, bpr_.max_epochs) == (64, 0.01, 0.01, 200)
+    for name in MODULES:
+        assert defaults(name).k == 10
 
 
 # --- popularity ----------------------------------------------------------------------------------
@@ -128,7 +126,7 @@ def test_bpr_matrix():
 
 def test_bpr_learns_and_resumes():
     """Chunks of implicit's fit continue one SGD run: the training AUC climbs from chance."""
-    _, result = bpr.fit(DATA, bpr.Params(factors=16, lr=0.05, max_epochs=30, eval_every=10, patience=30, seed=0))
+    _, result = bpr.fit(DATA, defaults("bpr", factors=16, lr=0.05, max_epochs=30, eval_every=10, patience=30, seed=0))
     aucs = [e.train["auc"] for e in result.history]
     assert [e.epoch for e in result.history] == [10, 20, 30]
     assert aucs[0] < aucs[-1] and aucs[-1] > 0.8, aucs
@@ -164,8 +162,8 @@ def test_sasrec_ignores_left_padding():
 
 
 def test_sasrec_learns_the_cycle():
-    params = sasrec.Params(max_len=16, hidden=32, layers=1, heads=1, dropout=0.0, lr=1e-2, batch_size=16,
-                           max_epochs=15, patience=15, seed=0, device="cpu")
+    params = defaults("sasrec", max_len=16, hidden=32, layers=1, heads=1, dropout=0.0, lr=1e-2, batch_size=16,
+                      max_epochs=15, patience=15, seed=0, device="cpu")
     _, result = sasrec.fit(DATA, params, CPU)
     losses = [e.train["loss"] for e in result.history]
     assert losses[-1] < 0.3 * losses[0], losses  # about ln(30) = 3.4 at the start
@@ -202,8 +200,8 @@ def test_bert4rec_scores_the_appended_mask():
 def test_bert4rec_learns():
     """The masked neighbours of a cycle give the item away; BERT4Rec is slow to start (a plateau
     near ln(30) for the first 20 or so epochs here), as on real data."""
-    params = bert4rec.Params(max_len=16, hidden=32, layers=1, heads=2, dropout=0.0, mask_prob=0.3, lr=3e-3,
-                             batch_size=16, max_epochs=30, patience=30, seed=0, device="cpu")
+    params = defaults("bert4rec", max_len=16, hidden=32, layers=1, heads=2, dropout=0.0, mask_prob=0.3, lr=3e-3,
+                      batch_size=16, max_epochs=30, patience=30, seed=0, device="cpu")
     _, result = bert4rec.fit(DATA, params, CPU)
     losses = [e.train["loss"] for e in result.history]
     assert losses[-1] < 0.6 * losses[0], losses
@@ -253,7 +251,7 @@ def test_sasrec_keeps_the_best_epoch(monkeypatch):
         return stats
 
     monkeypatch.setattr(sasrec, "train_epoch", train_epoch)
-    model, result = sasrec.fit(DATA, dataclasses.replace(TINY["sasrec"], max_epochs=10, patience=2), CPU)
+    model, result = sasrec.fit(DATA, TINY["sasrec"].model_copy(update={"max_epochs": 10, "patience": 2}), CPU)
     assert [e.epoch for e in result.history] == [1, 2, 3, 4] and result.best.epoch == 2
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, weights[1][name]), name  # epoch 2's weights, not epoch 4's
@@ -262,7 +260,7 @@ def test_sasrec_keeps_the_best_epoch(monkeypatch):
 
 def test_bpr_keeps_the_best_epoch(monkeypatch):
     scripted_validation(monkeypatch, [0.5, 0.1, 0.1])
-    model, result = bpr.fit(DATA, bpr.Params(factors=8, max_epochs=6, eval_every=2, patience=4, seed=0))
+    model, result = bpr.fit(DATA, defaults("bpr", factors=8, max_epochs=6, eval_every=2, patience=4, seed=0))
     assert [e.epoch for e in result.history] == [2, 4, 6] and result.best.epoch == 2
     np.testing.assert_array_equal(model.item_factors, result.best_state[1])
     np.testing.assert_array_equal(model.user_factors, result.best_state[0])
@@ -288,16 +286,16 @@ def test_bpr_keeps_the_best_epoch(monkeypatch):
 ])
 def test_validation_names_the_param(name, changes, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        MODULES[name].Params(**changes).validate()
-    with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        params.section({name: changes}, name, MODULES[name].Params)
+        params.section({name: section_values(name, **changes)}, name, MODULES[name].Params)
+    with pytest.raises(ValidationError):
+        MODULES[name].Params(**section_values(name, **changes))
 
 
 def test_unknown_and_mistyped_keys():
     with pytest.raises(UserError, match=r"sasrec\.hiden"):
         params.section({"sasrec": {"hiden": 64}}, "sasrec", sasrec.Params)
     with pytest.raises(UserError, match=r"bpr\.factors"):
-        params.section({"bpr": {"factors": "64"}}, "bpr", bpr.Params)
+        params.section({"bpr": section_values("bpr", factors="64")}, "bpr", bpr.Params)
 
 
 # --- the stage -----------------------------------------------------------------------------------
@@ -329,7 +327,7 @@ def run_stage(folder: Path, *args: str) -> subprocess.CompletedProcess:
 def stage_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("baseline")
     write_split(folder, DATA)
-    sections = {name: dataclasses.asdict(TINY[name]) for name in NAMES}
+    sections = {name: TINY[name].model_dump() for name in NAMES}
     sections["bpr"]["max_epochs"] = 2
     (folder / "params.yaml").write_text(yaml.safe_dump(sections))
     return folder
@@ -362,7 +360,7 @@ def test_stage_writes_what_recommend_writes(stage_folder, name):
 
 @pytest.mark.slow
 def test_stage_reports_bad_params(stage_folder, tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"bert4rec": {"mask_prob": 2.0}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"bert4rec": section_values("bert4rec", mask_prob=2.0)}))
     result = run_stage(tmp_path, "bert4rec", "--split", str(stage_folder / "split"), "--metrics", "metrics")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "bert4rec.mask_prob" in result.stderr
@@ -372,6 +370,6 @@ def test_stage_reports_bad_params(stage_folder, tmp_path):
 @pytest.mark.parametrize("name", ["bpr", "sasrec", "bert4rec"])
 def test_training_that_diverges_stops_with_the_fix(name):
     # Before issue 10 SASRec and BERT4Rec trained on with NaN weights; BPR raised implicit's traceback.
-    config = dataclasses.replace(TINY[name], lr=1e10, max_epochs=2, patience=2)
+    config = TINY[name].model_copy(update={"lr": 1e10, "max_epochs": 2, "patience": 2})
     with pytest.raises(UserError, match=rf"diverged at epoch 1 .*Lower {name}\.lr"):
         MODULES[name].fit_recommend(DATA, TEST_USERS, config, CPU)

@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pydantic import ValidationError
 
 from genrec import model as gm
 from genrec import params
 from genrec.errors import UserError
 from genrec.model import ModelParams
 from genrec.sequences import UserSequences
+from helpers import defaults, section_values
 
 TINY = ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.1)
 NUM_ITEMS = 40
@@ -33,10 +35,9 @@ def random_sequences(num_users: int, num_items: int, max_length: int, seed: int 
 
 # --- ModelParams ---------------------------------------------------------------------------------
 
-def test_defaults_are_the_papers():
-    p = ModelParams()
+def test_params_yaml_is_the_papers():
+    p = defaults("model")
     assert (p.n_positions, p.n_embd, p.n_layer, p.n_head, p.dropout) == (128, 64, 2, 1, 0.1)
-    p.validate()
 
 
 @pytest.mark.parametrize("changes, key", [
@@ -52,10 +53,10 @@ def test_defaults_are_the_papers():
 ])
 def test_validation_names_the_param(changes, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        ModelParams(**changes).validate()
-    # The same through params.yaml's section reader.
-    with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        params.section({"model": changes}, "model", ModelParams)
+        params.section({"model": section_values("model", **changes)}, "model", ModelParams)
+    # The model itself refuses the values too.
+    with pytest.raises(ValidationError):
+        ModelParams(**section_values("model", **changes))
 
 
 def test_build_config():

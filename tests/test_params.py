@@ -2,26 +2,136 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from helpers import run_command as run
+from helpers import section_models, section_values
 
+import genrec
 from genrec import params
 from genrec.errors import UserError
+from genrec.strategies import GenerationParams
 from genrec.training import TrainParams
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- every section of params.yaml and its model ---------------------------------------------------
+
+@pytest.mark.parametrize("name", list(params.load(ROOT / "params.yaml")))
+def test_each_section_of_params_yaml_is_its_model_exactly(name):
+    """params.yaml is the only source of values: each of its sections has a model that reads it,
+    with exactly its keys (no key the model lacks, no field params.yaml lacks)."""
+    models = section_models()
+    assert name in models, f"params.yaml section '{name}' has no model in tests/helpers.py's section_models()"
+    section = params.load(ROOT / "params.yaml")[name]
+    assert set(section) == set(models[name].model_fields), name
+    read = params.section({name: section}, name, models[name])
+    assert read.model_dump() == section  # every value as written (floats that are whole stay equal)
+
+
+def all_subclasses(cls: type) -> set[type]:
+    return {c for sub in cls.__subclasses__() for c in {sub} | all_subclasses(sub)}
+
+
+def test_every_model_reads_a_section_of_params_yaml():
+    for module in pkgutil.walk_packages(genrec.__path__, "genrec."):
+        importlib.import_module(module.name)
+    models = section_models()
+    assert all_subclasses(params.Section) == set(models.values())
+    assert set(models) == set(params.load(ROOT / "params.yaml"))
+
+
+def test_models_have_no_defaults():
+    """Only GenerationParams has one: None, for a key that a strategy stage does not read."""
+    for name, model in section_models().items():
+        for key, field in model.model_fields.items():
+            if model is GenerationParams:
+                assert field.default is None, key
+            else:
+                assert field.is_required(), f"{name}.{key}"
+
+
+# --- one clear line naming the key -----------------------------------------------------------------
+
+def read_train(**changes):
+    return params.section({"train": section_values("train", **changes)}, "train", TrainParams)
+
+
+@pytest.mark.parametrize("section, message", [
+    (section_values("train", foo=1), "unknown key(s) train.foo; known keys are batch_size, device, lr, "
+                                     "max_epochs, patience, seed"),
+    ({k: v for k, v in section_values("train").items() if k != "lr"}, "train.lr is missing"),
+    (section_values("train", lr=-1), "train.lr must be greater than 0, got -1"),
+    (section_values("train", lr="5"), "train.lr must be a number, got '5'"),  # a string is not a number
+    (section_values("train", batch_size=True), "train.batch_size must be an integer, got True"),  # nor a bool
+    (section_values("train", batch_size=2.0), "train.batch_size must be an integer, got 2.0"),
+    (section_values("train", device=None), "train.device must be a string, got None"),
+    ([1, 2], "section 'train' is missing or not a mapping"),
+])
+def test_bad_sections_are_one_line_naming_the_key(section, message):
+    with pytest.raises(UserError) as error:
+        params.section({"train": section}, "train", TrainParams)
+    assert str(error.value) == f"params.yaml: {message}"
+
+
+def test_missing_section():
+    with pytest.raises(UserError, match=r"^params\.yaml: section 'train' is missing or not a mapping$"):
+        params.section({"model": {}}, "train", TrainParams)
+
+
+def test_an_integer_is_a_float():
+    assert read_train(lr=1).lr == 1.0 and isinstance(read_train(lr=1).lr, float)
+
+
+@pytest.mark.parametrize("value, message", [
+    ([], "must be an integer or a non-empty list of integers, got an empty list"),
+    ([2, "3"], "must be an integer, got '3'"),
+    ([2, 0], "must be between 1 and 1000, got 0"),
+    ([2, 3.0], "must be an integer, got 3.0"),
+    (True, "must be an integer or a non-empty list of integers, got True"),
+])
+def test_bad_grids_name_the_key_and_the_value(value, message):
+    with pytest.raises(UserError) as error:
+        params.section({"generation": {"num_beams": value}}, "generation", GenerationParams, keys=["num_beams"])
+    assert str(error.value) == f"params.yaml: generation.num_beams {message}"
+
+
+def test_a_grid_of_integers_reads_as_floats():
+    got = params.section({"generation": {"temperature": [1, 0.5]}}, "generation", GenerationParams,
+                         keys=["temperature"])
+    assert got.temperature == [1.0, 0.5] and all(isinstance(t, float) for t in got.temperature)
+
+
+def test_a_stage_reads_only_its_keys():
+    section = section_values("generation", num_beams=0, unknown=1)
+    with pytest.raises(UserError, match=r"unknown key\(s\) generation\.unknown;"):  # unknown keys: always
+        params.section({"generation": section}, "generation", GenerationParams, keys=["horizon"])
+    del section["unknown"]
+    read = params.section({"generation": section}, "generation", GenerationParams, keys=["horizon"])
+    assert read.horizon == 10 and read.num_beams is None  # the bad num_beams is not read
+    with pytest.raises(UserError, match=r"generation\.seed is missing"):
+        params.section({"generation": {"horizon": 10}}, "generation", GenerationParams, keys=["horizon", "seed"])
+
+
+def test_models_are_frozen():
+    with pytest.raises(ValidationError):
+        read_train().lr = 0.1
 
 
 @pytest.mark.parametrize("text, value", [("1e-05", 1e-05), ("1.0e-5", 1e-05), ("1e-9", 1e-9), ("0.001", 0.001),
                                           ("1E3", 1000.0)])
 def test_exponent_floats_are_numbers(tmp_path, text, value):
     # YAML 1.1 (PyYAML) reads 1e-05 as the string '1e-05'; DVC writes exactly that spelling.
-    (tmp_path / "params.yaml").write_text(f"train:\n  lr: {text}\n")
+    others = "".join(f"  {key}: {setting}\n" for key, setting in section_values("train").items() if key != "lr")
+    (tmp_path / "params.yaml").write_text(f"train:\n  lr: {text}\n{others}")
     assert params.section(params.load(tmp_path / "params.yaml"), "train", TrainParams).lr == value
 
 

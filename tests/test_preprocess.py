@@ -9,6 +9,7 @@ import pytest
 from genrec import params
 from genrec.errors import UserError
 from genrec.preprocess import PreprocessParams, preprocess, statistics
+from helpers import defaults, section_values
 
 # Raw rows in file order: (user, item, timestamp, rating).
 RAW_ROWS = [
@@ -30,7 +31,7 @@ RAW_ROWS = [
     (60, 250, 7, 1.0),   # 15
     (20, 100, 6, 2.0),   # 16 a repeat: user 20 still has 3 *distinct* items
 ]
-PARAMS = PreprocessParams(min_item_users=3, min_user_items=3)
+PARAMS = defaults("preprocess", min_item_users=3, min_user_items=3)
 
 # Users 5, 10, 20 -> 0, 1, 2; items 100, 200, 300 -> 1, 2, 3.
 EXPECTED = pd.DataFrame(
@@ -104,7 +105,7 @@ def test_string_ids_are_remapped_in_sorted_order():
         "rating": np.float32(np.nan),
         "timestamp": [2, 2, 1, 1],
     })
-    prepared = preprocess(raw, PreprocessParams(min_item_users=1, min_user_items=1))
+    prepared = preprocess(raw, defaults("preprocess", min_item_users=1, min_user_items=1))
     assert prepared.users["raw_user_id"].tolist() == ["a", "b"]
     assert prepared.items["raw_item_id"].tolist() == ["x", "y"]
     assert prepared.interactions["user_id"].tolist() == [0, 0, 1, 1]
@@ -121,7 +122,7 @@ def test_stable_sort_on_random_table():
         "rating": rng.random(n).astype(np.float32),  # unique: identifies the source row
         "timestamp": rng.integers(0, 5, n),  # many ties
     })
-    prepared = preprocess(raw, PreprocessParams(min_item_users=1, min_user_items=1))
+    prepared = preprocess(raw, defaults("preprocess", min_item_users=1, min_user_items=1))
     expected = raw.sort_values(["user_id", "timestamp"], kind="stable")
     assert prepared.interactions["rating"].tolist() == expected["rating"].tolist()
     assert prepared.interactions["timestamp"].tolist() == expected["timestamp"].tolist()
@@ -137,7 +138,7 @@ def test_filters_count_distinct_and_run_once_in_order():
         (3, 12, 1, 1.0), (3, 13, 2, 1.0),
         (4, 10, 1, 1.0), (4, 10, 2, 1.0),  # two rows, one distinct item: removed
     ])
-    prepared = preprocess(raw, PreprocessParams(min_item_users=2, min_user_items=2))
+    prepared = preprocess(raw, defaults("preprocess", min_item_users=2, min_user_items=2))
     assert prepared.users["raw_user_id"].tolist() == [1, 2]
     assert prepared.items["raw_item_id"].tolist() == [10, 11, 12]
     assert prepared.interactions["user_id"].tolist() == [0, 0, 0, 1, 1, 1]
@@ -160,13 +161,15 @@ def test_statistics():
 @pytest.mark.parametrize(("min_item_users", "min_user_items"), [(1, 5), (5, 1), (4, 3)])
 def test_filters_leave_no_users(min_item_users, min_user_items):
     with pytest.raises(UserError, match="no users"):
-        preprocess(raw_table(), PreprocessParams(min_item_users=min_item_users, min_user_items=min_user_items))
+        preprocess(raw_table(), defaults("preprocess", min_item_users=min_item_users, min_user_items=min_user_items))
 
 
 def test_params_from_yaml_dict():
-    got = params.section({"preprocess": {"min_item_users": 2, "min_user_items": 7}}, "preprocess", PreprocessParams)
-    assert got == PreprocessParams(min_item_users=2, min_user_items=7)
-    assert params.section({"preprocess": {}}, "preprocess", PreprocessParams) == PreprocessParams(5, 20)
+    got = params.section({"preprocess": {"min_item_users": 2, "min_user_items": 7, "duplicates": "drop"}},
+                         "preprocess", PreprocessParams)
+    assert got == PreprocessParams(min_item_users=2, min_user_items=7, duplicates="drop")
+    with pytest.raises(UserError, match=r"^params\.yaml: preprocess\.min_item_users is missing$"):
+        params.section({"preprocess": {}}, "preprocess", PreprocessParams)
 
 
 @pytest.mark.parametrize(
@@ -184,7 +187,7 @@ def test_params_from_yaml_dict():
 )
 def test_bad_params(section, match):
     with pytest.raises(UserError, match=match):
-        params.section({"preprocess": section}, "preprocess", PreprocessParams)
+        params.section({"preprocess": section_values("preprocess", **section)}, "preprocess", PreprocessParams)
 
 
 def test_missing_section():
@@ -198,7 +201,7 @@ def test_duplicate_rows_are_counted_and_kept_or_dropped(choice, expected):
     # user 2 has item 10 twice at two times: those are re-consumptions, kept either way.
     raw = raw_table([(1, 10, 5, 1.0), (1, 11, 6, 1.0), (1, 10, 5, 2.0), (1, 10, 7, 1.0),
                      (2, 10, 1, 1.0), (2, 10, 2, 1.0)])
-    prepared = preprocess(raw, PreprocessParams(min_item_users=1, min_user_items=1, duplicates=choice))
+    prepared = preprocess(raw, defaults("preprocess", min_item_users=1, min_user_items=1, duplicates=choice))
     assert prepared.duplicates == 1
     assert prepared.interactions["item_id"].tolist() == expected
     assert prepared.interactions["rating"].tolist()[0] == 1.0  # the first of equal rows comes first
@@ -206,4 +209,5 @@ def test_duplicate_rows_are_counted_and_kept_or_dropped(choice, expected):
 
 def test_duplicates_param_is_checked():
     with pytest.raises(UserError, match="preprocess.duplicates"):
-        params.section({"preprocess": {"duplicates": "remove"}}, "preprocess", PreprocessParams)
+        params.section({"preprocess": section_values("preprocess", duplicates="remove")}, "preprocess",
+                       PreprocessParams)

@@ -9,6 +9,7 @@ import pytest
 from genrec import params
 from genrec.errors import UserError
 from genrec.split import SplitParams, split
+from helpers import defaults, section_values
 
 
 def table(rows) -> pd.DataFrame:
@@ -31,7 +32,7 @@ LEAVE = table([
 
 
 def test_leave_last_n_hand_made():
-    result = split(LEAVE, SplitParams(method="leave_last_n", n=2, seed=42))
+    result = split(LEAVE, defaults("split", method="leave_last_n", n=2, seed=42))
     assert list(result.train.columns) == ["user_id", "item_id", "timestamp"]
     assert rows(result.train) == [
         (0, 1, 1), (0, 2, 2), (0, 3, 3),
@@ -56,7 +57,7 @@ GLOBAL = table([
 
 def test_global_time_hand_made():
     # Timestamps 1 1 2 2 3 4 5 | 6 7 8 9 9 10 11: the median cutoff is 5.
-    result = split(GLOBAL, SplitParams(method="global_time", n=2, quantile=0.5, seed=42))
+    result = split(GLOBAL, defaults("split", method="global_time", n=2, quantile=0.5, seed=42))
     assert rows(result.train) == [
         (0, 1, 1), (0, 2, 2), (0, 3, 3),
         (2, 4, 1), (2, 5, 2),
@@ -71,7 +72,7 @@ def test_global_time_hand_made():
 def test_global_time_cutoff_follows_quantile():
     # Quantile 0.65 of the 14 timestamps moves the cutoff to 7: user 1 now lies wholly
     # before it (trained on, not evaluated); the targets are the same as with the median.
-    result = split(GLOBAL, SplitParams(method="global_time", n=2, quantile=0.65, seed=42))
+    result = split(GLOBAL, defaults("split", method="global_time", n=2, quantile=0.65, seed=42))
     assert rows(result.train) == [
         (0, 1, 1), (0, 2, 2), (0, 3, 3),
         (1, 2, 6), (1, 3, 7),
@@ -86,13 +87,13 @@ def test_global_time_cutoff_follows_quantile():
 def test_global_time_too_few_users():
     # Cutoff 9: only user 3 has interactions on both sides.
     with pytest.raises(UserError, match="at least 2"):
-        split(GLOBAL, SplitParams(method="global_time", n=2, quantile=0.8))
+        split(GLOBAL, defaults("split", method="global_time", n=2, quantile=0.8))
 
 
 def test_leave_last_n_too_few_users():
     # n = 4: only user 0 has more than 4 interactions.
     with pytest.raises(UserError, match="at least 2"):
-        split(LEAVE, SplitParams(method="leave_last_n", n=4))
+        split(LEAVE, defaults("split", method="leave_last_n", n=4))
 
 
 def random_table(seed: int, users: int = 100, max_length: int = 30) -> pd.DataFrame:
@@ -109,7 +110,7 @@ def random_table(seed: int, users: int = 100, max_length: int = 30) -> pd.DataFr
 def test_leave_last_n_properties():
     data = random_table(1)
     n = 5
-    result = split(data, SplitParams(method="leave_last_n", n=n, seed=3))
+    result = split(data, defaults("split", method="leave_last_n", n=n, seed=3))
     lengths = data.groupby("user_id").size()
     evaluated = set(lengths.index[lengths > n])
     targets = pd.concat([result.validation, result.test])
@@ -132,7 +133,7 @@ def test_leave_last_n_properties():
 
 def test_validation_test_user_split():
     data = random_table(2)
-    config = SplitParams(method="leave_last_n", n=3, seed=11)
+    config = defaults("split", method="leave_last_n", n=3, seed=11)
     a, b = split(data, config), split(data, config)
     for x, y in ((a.train, b.train), (a.validation, b.validation), (a.test, b.test)):
         pd.testing.assert_frame_equal(x, y)
@@ -141,7 +142,7 @@ def test_validation_test_user_split():
     evaluated = len(validation | test)
     assert len(validation) == round(evaluated * 0.5)
     assert abs(len(validation) - len(test)) <= 1
-    other = split(data, SplitParams(method="leave_last_n", n=3, seed=12))
+    other = split(data, defaults("split", method="leave_last_n", n=3, seed=12))
     assert set(other.validation["user_id"]) != validation
     assert set(other.validation["user_id"]) | set(other.test["user_id"]) == validation | test
     pd.testing.assert_frame_equal(other.train, a.train)  # the seed only picks users
@@ -149,7 +150,7 @@ def test_validation_test_user_split():
 
 def test_validation_fraction():
     data = random_table(4)
-    result = split(data, SplitParams(n=3, validation_fraction=0.2, seed=0))
+    result = split(data, defaults("split", n=3, validation_fraction=0.2, seed=0))
     validation, test = set(result.validation["user_id"]), set(result.test["user_id"])
     assert len(validation) == round(len(validation | test) * 0.2)
 
@@ -157,7 +158,7 @@ def test_validation_fraction():
 def test_global_time_properties():
     data = random_table(5)
     n, quantile = 4, 0.7
-    result = split(data, SplitParams(method="global_time", n=n, quantile=quantile, seed=0))
+    result = split(data, defaults("split", method="global_time", n=n, quantile=quantile, seed=0))
     targets = pd.concat([result.validation, result.test])
     held = data.merge(result.train, how="left", indicator=True)
     held = held[held["_merge"] == "left_only"]
@@ -198,9 +199,14 @@ def test_global_time_properties():
 )
 def test_bad_params(section, match):
     with pytest.raises(UserError, match=match):
-        params.section({"split": section}, "split", SplitParams)
+        params.section({"split": section_values("split", **section)}, "split", SplitParams)
 
 
-def test_params_defaults():
-    got = params.section({"split": {"quantile": 0.8}}, "split", SplitParams)
+def test_params_from_yaml_dict():
+    got = params.section({"split": section_values("split", quantile=0.8)}, "split", SplitParams)
     assert got == SplitParams(method="leave_last_n", n=10, quantile=0.8, validation_fraction=0.5, seed=42)
+
+
+def test_every_key_is_needed():
+    with pytest.raises(UserError, match=r"^params\.yaml: split\.n is missing$"):
+        params.section({"split": {"method": "leave_last_n", "quantile": 0.8}}, "split", SplitParams)

@@ -27,7 +27,7 @@ STAGES = REPO / "stages"
 
 PARAMS = {
     "data": {"dataset": None},  # set per test
-    "preprocess": {"min_item_users": 2, "min_user_items": 5},
+    "preprocess": {"min_item_users": 2, "min_user_items": 5, "duplicates": "keep"},
     "split": {"method": "leave_last_n", "n": 3, "quantile": 0.9, "validation_fraction": 0.5, "seed": 42},
 }
 

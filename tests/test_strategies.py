@@ -12,6 +12,7 @@ from genrec import engine, params, reference
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
 from genrec.strategies import STRATEGIES, GenerationParams, recommend, user_uniforms
+from helpers import defaults
 
 
 NUM_ITEMS = 80
@@ -42,7 +43,7 @@ PARAMS = GenerationParams(horizon=HORIZON, num_beams=2, temperature=0.8, top_k=0
 
 
 def run(strategy: str, **changes) -> np.ndarray:
-    return recommend(strategy, MODEL, SEQUENCES, USERS, GenerationParams(**{**PARAMS.__dict__, **changes}))[0]
+    return recommend(strategy, MODEL, SEQUENCES, USERS, GenerationParams(**{**PARAMS.model_dump(), **changes}))[0]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -153,10 +154,13 @@ def test_unknown_strategy():
 
 # --- GenerationParams ----------------------------------------------------------------------------
 
-def test_defaults_are_valid():
-    p = GenerationParams()
-    p.validate()
-    assert p.horizon == 10 and p.top_k == 0
+def test_keys_a_stage_does_not_read_are_none():
+    """Neither checked nor defaulted: a stage that reads ``horizon`` is not stopped by a bad
+    ``num_beams`` it never uses, and cannot use a value it did not declare."""
+    section = {"horizon": 10, "num_beams": 0, "device": "cpu"}
+    p = params.section({"generation": section}, "generation", GenerationParams, keys=["horizon", "device"])
+    assert (p.horizon, p.device) == (10, "cpu")
+    assert p.num_beams is p.temperature is p.top_k is p.num_sequences is p.seed is p.batch_size is None
 
 
 @pytest.mark.parametrize("changes, key", [
@@ -181,7 +185,7 @@ def test_defaults_are_valid():
 ])
 def test_validation_names_the_param(changes, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        GenerationParams(**changes).validate()
+        defaults("generation", **changes)
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         params.section({"generation": changes}, "generation", GenerationParams, keys=list(changes))
 
@@ -217,6 +221,7 @@ def test_tiny_and_huge_temperatures_give_valid_lists():
 
 def test_check_catalogue():
     GenerationParams(num_beams=[2, 80]).check_catalogue(NUM_ITEMS)
+    GenerationParams(horizon=10).check_catalogue(1)  # a stage that does not read num_beams
     with pytest.raises(UserError, match=r"generation\.num_beams \(81\) must not exceed .* \(80\)"):
         GenerationParams(num_beams=[2, 81]).check_catalogue(NUM_ITEMS)
 
@@ -236,7 +241,7 @@ def test_check_window():
 
 def test_params_of_each_strategy():
     assert list(STRATEGIES) == ["topk", "greedy", "beam", "sampling", "rra", "ra"]
-    fields = set(GenerationParams.__dataclass_fields__)
+    fields = set(GenerationParams.model_fields)
     for name, strategy in STRATEGIES.items():
         assert strategy.name == name
         assert set(strategy.params) <= fields, name

@@ -15,9 +15,9 @@ import yaml
 from genrec import metrics
 from genrec import model as gm
 from genrec.sequences import UserSequences
-from genrec.strategies import GenerationParams, recommend
+from genrec.strategies import recommend
 from genrec.tuning import tune
-from helpers import run_stage
+from helpers import defaults, run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_ITEMS, HORIZON, N_POSITIONS = 40, 4, 16
@@ -44,8 +44,8 @@ TRAIN = FRAME.groupby("user_id").head(12).reset_index(drop=True)
 SEQUENCES = UserSequences.from_frame(TRAIN, 24)
 VAL_USERS, TEST_USERS = np.arange(0, 24, 2), np.arange(1, 24, 2)
 VALIDATION = targets_of(FRAME, VAL_USERS)
-CONFIG = GenerationParams(horizon=HORIZON, temperature=[0.3, 1.0, 3.0], top_k=[0, 5], num_sequences=4,
-                          num_beams=[1, 2, 3], seed=1, device="cpu")
+CONFIG = defaults("generation", horizon=HORIZON, temperature=[0.3, 1.0, 3.0], top_k=[0, 5], num_sequences=4,
+                  num_beams=[1, 2, 3], seed=1, device="cpu")
 
 
 def tiny_model():
@@ -75,7 +75,7 @@ def test_tune_picks_the_first_validation_argmax(strategy):
 
 
 def test_ties_go_to_the_earlier_grid_point():
-    config = GenerationParams(horizon=HORIZON, num_beams=[2, 2, 2], device="cpu")
+    config = defaults("generation", horizon=HORIZON, num_beams=[2, 2, 2], device="cpu")
     chosen, table, _ = tune("beam", MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, config, show_progress=False)
     assert table["chosen"].tolist() == [True, False, False]
 
@@ -129,8 +129,8 @@ def test_stage_choice_ignores_the_test_users(folder):
 
     # A test split whose targets are exactly what another grid point recommends: were the test
     # users consulted, that point would win. The choice and the validation table stay as they were.
-    other = next(p for p in GenerationParams(horizon=HORIZON, temperature=[0.3, 1.0, 3.0], top_k=[0, 5],
-                                             num_sequences=4, seed=42).grid("rra")
+    other = next(p for p in defaults("generation", horizon=HORIZON, temperature=[0.3, 1.0, 3.0], top_k=[0, 5],
+                                     num_sequences=4, seed=42).grid("rra")
                  if p.chosen("rra") != first["chosen"])
     recs, _ = recommend("rra", tiny_model(), SEQUENCES, TEST_USERS, other)
     rigged = metrics.recommendations_frame(TEST_USERS, recs).rename(columns={"rank": "position"})

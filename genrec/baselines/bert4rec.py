@@ -13,42 +13,43 @@ the last column, so the latest item (or, when predicting, the mask) has the last
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from transformers import BertConfig, BertForMaskedLM
 
 from genrec import training
-from genrec.baselines.common import check_transformer, fit_then_recommend, trim_left
-from genrec.params import require
+from genrec.baselines.common import fit_then_recommend, trim_left
+from genrec.params import AtLeast1, Dropout, Fraction, PositiveFloat, Section
 from genrec.ranking import PADDING
 from genrec.training import Data, EpochResult, TrainResult, training_users
 
 TRAINED = True
 
 
-@dataclass(frozen=True)
-class Params:
-    k: int = 10  # list length
-    max_len: int = 128
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 2
-    dropout: float = 0.1
-    mask_prob: float = 0.2  # share of items replaced by the mask token in training
-    lr: float = 1e-3
-    batch_size: int = 64
-    max_epochs: int = 100
-    patience: int = 10  # stop after this many epochs without a better validation NDCG@10
-    seed: int = 42
-    device: str = "auto"  # auto (CUDA when present), cpu or cuda
+class Params(Section):
+    k: AtLeast1  # list length
+    max_len: Annotated[int, Field(ge=2)]
+    hidden: AtLeast1
+    layers: AtLeast1
+    heads: AtLeast1
+    dropout: Dropout
+    mask_prob: Fraction  # share of items replaced by the mask token in training
+    lr: PositiveFloat
+    batch_size: AtLeast1
+    max_epochs: AtLeast1
+    patience: AtLeast1  # stop after this many epochs without a better validation NDCG@10
+    seed: int
+    device: str  # auto (CUDA when present), cpu or cuda
 
-    def validate(self) -> None:
-        check_transformer("bert4rec", self)
-        require(0.0 < self.mask_prob < 1.0, "bert4rec.mask_prob", f"must be in (0, 1), got {self.mask_prob}")
+    @model_validator(mode="after")
+    def _heads_divide_the_hidden_size(self) -> Params:
+        if self.hidden % self.heads:
+            raise ValueError(f"bert4rec.hidden ({self.hidden}) must be divisible by bert4rec.heads ({self.heads})")
+        return self
 
 
 def build(num_items: int, params: Params) -> BertForMaskedLM:

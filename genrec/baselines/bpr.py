@@ -16,42 +16,38 @@ factor (a constant 1 on the user side).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import scipy.sparse
 import torch
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.recommender_base import ModelFitError
+from pydantic import Field, model_validator
 
-from genrec.baselines.common import check_training
+from genrec.params import AtLeast0, AtLeast1, PositiveFloat, Section
 from genrec.training import Data, EpochResult, TrainResult, early_stopping, recommend
-from genrec.params import require
 
 TRAINED = True
 
 
-@dataclass(frozen=True)
-class Params:
-    k: int = 10  # list length
-    factors: int = 64
-    lr: float = 0.01
-    regularization: float = 0.01
-    max_epochs: int = 200  # implicit's iterations, at most
-    eval_every: int = 5  # epochs between validations (a multiple of it must be max_epochs)
-    patience: int = 25  # stop after this many epochs without a better validation NDCG@10
-    num_threads: int = 1  # 0: every core, faster but not reproducible
-    seed: int = 42
+class Params(Section):
+    k: AtLeast1  # list length
+    factors: AtLeast1
+    lr: PositiveFloat
+    regularization: Annotated[float, Field(ge=0)]
+    max_epochs: AtLeast1  # implicit's iterations, at most
+    eval_every: AtLeast1  # epochs between validations (a multiple of it must be max_epochs)
+    patience: AtLeast1  # stop after this many epochs without a better validation NDCG@10
+    num_threads: AtLeast0  # 0: every core, faster but not reproducible
+    seed: int
 
-    def validate(self) -> None:
-        check_training("bpr", self)
-        require(self.factors >= 1, "bpr.factors", f"must be at least 1, got {self.factors}")
-        require(self.regularization >= 0, "bpr.regularization", f"must be at least 0, got {self.regularization}")
-        require(self.eval_every >= 1, "bpr.eval_every", f"must be at least 1, got {self.eval_every}")
-        require(self.max_epochs % self.eval_every == 0, "bpr.max_epochs",
-                f"({self.max_epochs}) must be a multiple of bpr.eval_every ({self.eval_every})")
-        require(self.num_threads >= 0, "bpr.num_threads", f"must be at least 0, got {self.num_threads}")
+    @model_validator(mode="after")
+    def _whole_validation_rounds(self) -> Params:
+        if self.max_epochs % self.eval_every:
+            raise ValueError(f"bpr.max_epochs ({self.max_epochs}) must be a multiple of "
+                             f"bpr.eval_every ({self.eval_every})")
+        return self
 
 
 def user_items(data: Data) -> scipy.sparse.csr_matrix:

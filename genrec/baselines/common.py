@@ -1,5 +1,5 @@
-"""What the baselines share beyond the training loop (``genrec.training``): their params
-checks, left-padded batches, and recommending from the best epoch's model."""
+"""What the baselines share beyond the training loop (``genrec.training``): left-padded
+batches, and recommending from the best epoch's model."""
 
 from __future__ import annotations
 
@@ -8,28 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from genrec.params import require
 from genrec.training import Data, EpochResult, TrainResult, recommend
-
-
-def check_training(section: str, values: Any) -> None:
-    """The checks shared by the trained baselines' params (``k``, ``lr``, epochs, patience)."""
-    require(values.k >= 1, f"{section}.k", f"must be at least 1, got {values.k}")
-    require(values.lr > 0, f"{section}.lr", f"must be positive, got {values.lr}")
-    require(values.max_epochs >= 1, f"{section}.max_epochs", f"must be at least 1, got {values.max_epochs}")
-    require(values.patience >= 1, f"{section}.patience", f"must be at least 1, got {values.patience}")
-
-
-def check_transformer(section: str, values: Any) -> None:
-    """The checks shared by SASRec's and BERT4Rec's params."""
-    check_training(section, values)
-    for name in ("hidden", "layers", "heads", "batch_size"):
-        value = getattr(values, name)
-        require(value >= 1, f"{section}.{name}", f"must be at least 1, got {value}")
-    require(values.max_len >= 2, f"{section}.max_len", f"must be at least 2, got {values.max_len}")
-    require(values.hidden % values.heads == 0, f"{section}.hidden",
-            f"({values.hidden}) must be divisible by {section}.heads ({values.heads})")
-    require(0.0 <= values.dropout < 1.0, f"{section}.dropout", f"must be in [0, 1), got {values.dropout}")
 
 
 def trim_left(batch: torch.Tensor, padding: int = 0) -> torch.Tensor:

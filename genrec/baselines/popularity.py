@@ -5,24 +5,19 @@ Popularity = the number of training interactions of an item; ties go to the lowe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from genrec.params import AtLeast1, Section
 from genrec.training import Data, EpochResult, TrainResult, recommend
-from genrec.params import require
 
 TRAINED = False
 
 
-@dataclass(frozen=True)
-class Params:
-    k: int = 10  # list length
-
-    def validate(self) -> None:
-        require(self.k >= 1, "popularity.k", f"must be at least 1, got {self.k}")
+class Params(Section):
+    k: AtLeast1  # list length
 
 
 def fit_recommend(data: Data, users: np.ndarray, params: Params, device: torch.device | None = None,

@@ -10,39 +10,42 @@ in prediction alike; Top-K prediction reads the last position.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
 from genrec import training
-from genrec.baselines.common import check_transformer, fit_then_recommend, trim_left
+from genrec.baselines.common import fit_then_recommend, trim_left
+from genrec.params import AtLeast1, Dropout, PositiveFloat, Section
 from genrec.ranking import PADDING
 from genrec.training import Data, EpochResult, TrainResult, training_users
 
 TRAINED = True
 
 
-@dataclass(frozen=True)
-class Params:
-    k: int = 10  # list length
-    max_len: int = 128  # items a user is represented by (GPT-2's window)
-    hidden: int = 64
-    layers: int = 2  # transformer blocks
-    heads: int = 1
-    dropout: float = 0.1
-    lr: float = 1e-3
-    batch_size: int = 64
-    max_epochs: int = 100
-    patience: int = 10  # stop after this many epochs without a better validation NDCG@10
-    seed: int = 42
-    device: str = "auto"  # auto (CUDA when present), cpu or cuda
+class Params(Section):
+    k: AtLeast1  # list length
+    max_len: Annotated[int, Field(ge=2)]  # items a user is represented by (GPT-2's window)
+    hidden: AtLeast1
+    layers: AtLeast1  # transformer blocks
+    heads: AtLeast1
+    dropout: Dropout
+    lr: PositiveFloat
+    batch_size: AtLeast1
+    max_epochs: AtLeast1
+    patience: AtLeast1  # stop after this many epochs without a better validation NDCG@10
+    seed: int
+    device: str  # auto (CUDA when present), cpu or cuda
 
-    def validate(self) -> None:
-        check_transformer("sasrec", self)
+    @model_validator(mode="after")
+    def _heads_divide_the_hidden_size(self) -> Params:
+        if self.hidden % self.heads:
+            raise ValueError(f"sasrec.hidden ({self.hidden}) must be divisible by sasrec.heads ({self.heads})")
+        return self
 
 
 class CausalSelfAttention(nn.Module):
