@@ -77,9 +77,7 @@ def train_epoch(model: GPT2LMHeadModel, data: torch.Tensor, params: TrainParams,
         real = labels != PADDING
         logits = model.lm_head(hidden[real])  # (tokens, V)
         loss = F.cross_entropy(logits, labels[real], reduction="sum")
-        optimizer.zero_grad(set_to_none=True)
-        (loss / tokens).backward()
-        optimizer.step()
+        training.optimizer_step(optimizer, loss, tokens)
         total_loss += loss.detach()  # summed on the device: one sync per epoch
         total_tokens += tokens
     return {"loss": float(total_loss) / total_tokens}

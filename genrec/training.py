@@ -140,6 +140,14 @@ def fit(model: torch.nn.Module, matrix: torch.Tensor, train_epoch: Callable, sco
     return result
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, loss_sum: torch.Tensor, tokens: int) -> None:
+    """One step on the mean loss per label: ``loss_sum`` is summed over ``tokens`` labels, so that
+    an epoch's loss can be reported as the mean over all its labels."""
+    optimizer.zero_grad(set_to_none=True)
+    (loss_sum / tokens).backward()
+    optimizer.step()
+
+
 def state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: t.detach().clone() for name, t in model.state_dict().items()}
 

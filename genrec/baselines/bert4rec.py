@@ -13,43 +13,25 @@ the last column, so the latest item (or, when predicting, the mask) has the last
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from transformers import BertConfig, BertForMaskedLM
 
 from genrec import training
-from genrec.baselines.common import fit_then_recommend, trim_left
-from genrec.params import AtLeast1, Dropout, Fraction, PositiveFloat, Section
+from genrec.baselines.common import TransformerParams, fit_then_recommend, trim_left
+from genrec.params import Fraction
 from genrec.ranking import PADDING
 from genrec.training import Data, EpochResult, TrainResult, training_users
 
 TRAINED = True
 
 
-class Params(Section):
-    k: AtLeast1  # list length
-    max_len: Annotated[int, Field(ge=2)]
-    hidden: AtLeast1
-    layers: AtLeast1
-    heads: AtLeast1
-    dropout: Dropout
+class Params(TransformerParams):
+    SECTION = "bert4rec"
     mask_prob: Fraction  # share of items replaced by the mask token in training
-    lr: PositiveFloat
-    batch_size: AtLeast1
-    max_epochs: AtLeast1
-    patience: AtLeast1  # stop after this many epochs without a better validation NDCG@10
-    seed: int
-    device: str  # auto (CUDA when present), cpu or cuda
-
-    @model_validator(mode="after")
-    def _heads_divide_the_hidden_size(self) -> Params:
-        if self.hidden % self.heads:
-            raise ValueError(f"bert4rec.hidden ({self.hidden}) must be divisible by bert4rec.heads ({self.heads})")
-        return self
 
 
 def build(num_items: int, params: Params) -> BertForMaskedLM:
@@ -104,9 +86,7 @@ def train_epoch(model: BertForMaskedLM, data: torch.Tensor, params: Params, opti
         # Only items 1..num_items compete: padding and the mask token are never a label.
         logits = model.cls(hidden)[:, 1:num_items + 1]
         loss = F.cross_entropy(logits, labels - 1, reduction="sum")
-        optimizer.zero_grad(set_to_none=True)
-        (loss / tokens).backward()
-        optimizer.step()
+        training.optimizer_step(optimizer, loss, tokens)
         total_loss += loss.detach().item()
         total_tokens += tokens
     return {"loss": total_loss / max(total_tokens, 1)}

@@ -1,14 +1,36 @@
-"""What the baselines share beyond the training loop (``genrec.training``): left-padded
-batches, and recommending from the best epoch's model."""
+"""What the baselines share beyond the training loop (``genrec.training``): the transformer
+baselines' params, left-padded batches, and recommending from the best epoch's model."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 
-from genrec.training import Data, EpochResult, TrainResult, recommend
+from genrec.params import AtLeast1, Dropout
+from genrec.training import Data, EpochResult, TrainParams, TrainResult, recommend
+
+
+class TransformerParams(TrainParams):
+    """The params SASRec and BERT4Rec share: the training keys (as ``train``'s), the list length
+    and the network's size. ``SECTION`` names the params.yaml section in messages."""
+
+    SECTION: ClassVar[str]
+    k: AtLeast1  # list length
+    max_len: Annotated[int, Field(ge=2)]  # items a user is represented by (GPT-2's window)
+    hidden: AtLeast1
+    layers: AtLeast1  # transformer blocks
+    heads: AtLeast1
+    dropout: Dropout
+
+    @model_validator(mode="after")
+    def _heads_divide_the_hidden_size(self) -> TransformerParams:
+        if self.hidden % self.heads:
+            raise ValueError(f"{self.SECTION}.hidden ({self.hidden}) must be divisible by "
+                             f"{self.SECTION}.heads ({self.heads})")
+        return self
 
 
 def trim_left(batch: torch.Tensor, padding: int = 0) -> torch.Tensor:

@@ -10,42 +10,23 @@ in prediction alike; Top-K prediction reads the last position.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import nn
 
 from genrec import training
-from genrec.baselines.common import fit_then_recommend, trim_left
-from genrec.params import AtLeast1, Dropout, PositiveFloat, Section
+from genrec.baselines.common import TransformerParams, fit_then_recommend, trim_left
 from genrec.ranking import PADDING
 from genrec.training import Data, EpochResult, TrainResult, training_users
 
 TRAINED = True
 
 
-class Params(Section):
-    k: AtLeast1  # list length
-    max_len: Annotated[int, Field(ge=2)]  # items a user is represented by (GPT-2's window)
-    hidden: AtLeast1
-    layers: AtLeast1  # transformer blocks
-    heads: AtLeast1
-    dropout: Dropout
-    lr: PositiveFloat
-    batch_size: AtLeast1
-    max_epochs: AtLeast1
-    patience: AtLeast1  # stop after this many epochs without a better validation NDCG@10
-    seed: int
-    device: str  # auto (CUDA when present), cpu or cuda
-
-    @model_validator(mode="after")
-    def _heads_divide_the_hidden_size(self) -> Params:
-        if self.hidden % self.heads:
-            raise ValueError(f"sasrec.hidden ({self.hidden}) must be divisible by sasrec.heads ({self.heads})")
-        return self
+class Params(TransformerParams):
+    SECTION = "sasrec"
 
 
 class CausalSelfAttention(nn.Module):
@@ -135,9 +116,7 @@ def train_epoch(model: SASRec, data: torch.Tensor, params: Params, optimizer: to
         logits = model.item_logits(hidden)[:, 1:]
         loss = F.cross_entropy(logits, labels[real] - 1, reduction="sum")
         tokens = int(real.sum())
-        optimizer.zero_grad(set_to_none=True)
-        (loss / tokens).backward()
-        optimizer.step()
+        training.optimizer_step(optimizer, loss, tokens)
         total_loss += loss.detach().item()
         total_tokens += tokens
     return {"loss": total_loss / max(total_tokens, 1)}
