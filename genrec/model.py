@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Callable
 
@@ -13,6 +14,7 @@ from pydantic import Field, model_validator
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from genrec import training
+from genrec.distributed import SINGLE, Group
 from genrec.errors import UserError
 from genrec.params import AtLeast1, Dropout, Section
 from genrec.ranking import PADDING, mask_seen, top_k_stable
@@ -61,26 +63,42 @@ def training_matrix(sequences: UserSequences, n_positions: int) -> torch.Tensor:
     return torch.from_numpy(sequences.last_items(users, n_positions + 1, side="right"))
 
 
-def train_epoch(model: GPT2LMHeadModel, data: torch.Tensor, params: TrainParams, optimizer: torch.optim.Optimizer,
-                generator: torch.Generator, device: torch.device) -> dict[str, float]:
-    """One pass over ``training_matrix`` rows in shuffled batches: causal next-item cross-entropy."""
-    model.train()
+class NextItemLoss(torch.nn.Module):
+    """GPT-2's training objective as a module, so that DistributedDataParallel can wrap it: the
+    next-item cross-entropy summed over the real (non-padding) labels of a batch."""
+
+    def __init__(self, model: GPT2LMHeadModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.transformer(input_ids=inputs, attention_mask=(inputs != PADDING).long()).last_hidden_state
+        # Project only real positions onto the catalogue: the (tokens, V) logits dominate the cost.
+        real = labels != PADDING
+        logits = self.model.lm_head(hidden[real])  # (tokens, V)
+        return F.cross_entropy(logits, labels[real], reduction="sum")
+
+
+def train_epoch(objective: torch.nn.Module, data: torch.Tensor, params: TrainParams,
+                optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device,
+                group: Group = SINGLE) -> dict[str, float]:
+    """One pass over this process's share of the ``training_matrix`` rows in shuffled batches;
+    ``objective`` is a ``NextItemLoss`` (or its DistributedDataParallel wrapper)."""
+    objective.train()
+    precision = torch.autocast(device.type, dtype=torch.bfloat16) if params.precision == "bf16" else nullcontext()
     total_loss, total_tokens = torch.zeros((), device=device), 0
-    for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
+    for batch in training.epoch_batches(data, params.batch_size, generator, group):
         # Drop columns that are padding in every row: most users are shorter than the window.
         width = int((batch != PADDING).sum(dim=1).max())
         tokens = int((batch[:, 1:width] != PADDING).sum())  # counted on the CPU: no device sync
         batch = batch[:, :width].to(device, non_blocking=True)
-        inputs, labels = batch[:, :-1], batch[:, 1:]
-        hidden = model.transformer(input_ids=inputs, attention_mask=(inputs != PADDING).long()).last_hidden_state
-        # Project only real positions onto the catalogue: the (tokens, V) logits dominate the cost.
-        real = labels != PADDING
-        logits = model.lm_head(hidden[real])  # (tokens, V)
-        loss = F.cross_entropy(logits, labels[real], reduction="sum")
+        with precision:
+            loss = objective(batch[:, :-1], batch[:, 1:])
         training.optimizer_step(optimizer, loss, tokens)
         total_loss += loss.detach()  # summed on the device: one sync per epoch
         total_tokens += tokens
-    return {"loss": float(total_loss) / total_tokens}
+    loss_sum, tokens = group.sum([float(total_loss), total_tokens])
+    return {"loss": loss_sum / tokens}
 
 
 def scorer(model: GPT2LMHeadModel, data: Data, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
@@ -92,14 +110,18 @@ def scorer(model: GPT2LMHeadModel, data: Data, device: torch.device) -> Callable
 
 
 def fit(data: Data, model_params: ModelParams, params: TrainParams, device: torch.device,
-        on_epoch: Callable[[EpochResult], None] = lambda result: None) -> tuple[GPT2LMHeadModel, TrainResult]:
-    """A GPT-2 trained with early stopping: the best epoch's weights, and the history."""
-    torch.manual_seed(params.seed)  # the initial weights
+        on_epoch: Callable[[EpochResult], None] = lambda result: None,
+        group: Group = SINGLE) -> tuple[GPT2LMHeadModel, TrainResult]:
+    """A GPT-2 trained with early stopping: the best epoch's weights, and the history. In a
+    ``group`` of processes every rank trains on its share of each epoch (data parallel)."""
+    torch.manual_seed(params.seed)  # the initial weights, the same on every rank
     model = build(data.num_items, model_params)
-    # Dropout draws from train.seed too, restarted after the initialisation (as every committed run did).
-    torch.manual_seed(params.seed)
+    # Dropout draws from train.seed too, restarted after the initialisation (as every committed
+    # run did); each rank has its own stream, or all would drop the same units.
+    torch.manual_seed(params.seed + group.rank)
     matrix = training_matrix(data.sequences, model.config.n_positions)
-    return model, training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "train.lr")
+    return model, training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "train.lr",
+                               objective=NextItemLoss(model), group=group)
 
 
 def load(path: str | Path, device: torch.device) -> GPT2LMHeadModel:

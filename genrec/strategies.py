@@ -18,6 +18,7 @@ import torch
 from pydantic import Field, field_validator
 
 from genrec import engine
+from genrec.distributed import SINGLE, Group
 from genrec.errors import UserError
 from genrec.model import top_next_items
 from genrec.params import AtLeast0, AtLeast1, Section, require, value_or_grid
@@ -51,6 +52,7 @@ class GenerationParams(Section):
     num_sequences: value_or_grid(Annotated[int, Field(ge=1, le=MAX_NUM_SEQUENCES)]) = None  # rra/ra: per user
     seed: AtLeast0 = None
     batch_size: AtLeast0 = None  # users per batch; 0: chosen from the available memory
+    processes: AtLeast1 = None  # processes sharing the users (torch.distributed); 1: this process alone
     device: str = None  # auto (CUDA when present), cpu or cuda
 
     @field_validator("temperature")
@@ -90,7 +92,8 @@ class GenerationParams(Section):
 
 
 # The generation keys every strategy reads.
-COMMON = ("horizon", "batch_size", "device")
+COMMON = ("horizon", "batch_size", "device", "processes")
+SPEED = ("batch_size", "device", "processes")  # keys that change how fast a list comes, never the list
 Batch = Callable[..., tuple[torch.Tensor, "torch.Tensor | None"]]
 
 
@@ -144,8 +147,8 @@ class Strategy:
 
     @property
     def settings(self) -> list[str]:
-        """The keys that shape its list (batch size and device only change its speed)."""
-        return [key for key in self.params if key not in ("batch_size", "device")]
+        """The keys that shape its list (batch size, device and processes only change its speed)."""
+        return [key for key in self.params if key not in SPEED]
 
     def width(self, params: GenerationParams) -> int:
         """Sequences (or beams) generated per user."""
@@ -178,8 +181,9 @@ def auto_batch_size(strategy: str, params: GenerationParams, num_items: int, win
                         f"({free / 2**30:.1f} GiB); lower it")
     if params.batch_size:
         return params.batch_size
-    cap = 4096 if device.type == "cuda" else 512  # beyond this, CPU batches gain nothing
-    return int(max(1, min(cap, free // 4 // per_user)))
+    by_memory = int(max(1, free // 4 // per_user))
+    # A GPU takes as many users as its memory holds; on the CPU batches beyond 512 users gain nothing.
+    return by_memory if device.type == "cuda" else min(512, by_memory)
 
 
 def user_uniforms(seed: int, users: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
@@ -193,11 +197,15 @@ def user_uniforms(seed: int, users: np.ndarray, shape: tuple[int, ...]) -> torch
 
 
 def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray, params: GenerationParams,
-              streams: np.ndarray | None = None, progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+              streams: np.ndarray | None = None, progress: str | None = None,
+              group: Group = SINGLE) -> tuple[np.ndarray, np.ndarray]:
     """(len(users), horizon) recommended item ids in rank order, and their scores: the next-item
     probability (topk), the RRA or RA score (rra, ra); NaN where the order is the generation order.
     ``streams``: each row's random-number stream (``user_uniforms``), by default its user id.
-    With ``progress``, a bar (or one line per batch in a log) of that name."""
+    With ``progress``, a bar (or one line per batch in a log) of that name. In a ``group`` of
+    processes each rank recommends for its share of the users and every rank gets all the lists,
+    in user order: the same as one process's, since a user's random numbers are its own and
+    each batch holds the same users."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     model.eval()  # no dropout: recommendations must not change between runs
@@ -206,6 +214,18 @@ def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
     window = config.n_positions - params.horizon  # room for the generated items
     batch_size = auto_batch_size(strategy, params, config.vocab_size - 1, window, config.n_embd,
                                  config.n_layer, device)
+    if len(users) == 0:  # a rank with no batch of its own
+        return np.zeros((0, params.horizon), dtype=np.int64), np.zeros((0, params.horizon), dtype=np.float32)
+    if group.world > 1:
+        # Whole batches of rank 0's batch size per rank: every batch holds the users it would
+        # hold in one process, so the arithmetic, and the lists, are the same to the bit.
+        batch_size = int(group.broadcast([batch_size])[0])
+        part = group.shard(-(-len(users) // batch_size))
+        rows = slice(part.start * batch_size, part.stop * batch_size)
+        items, scores = recommend(strategy, model, sequences, np.asarray(users)[rows],
+                                  params.model_copy(update={"batch_size": batch_size}),
+                                  None if streams is None else np.asarray(streams)[rows], progress)
+        return group.gather(items), group.gather(scores)
     kind = STRATEGIES[strategy]
     if kind.batch is None:
         items, scores = top_next_items(model, sequences, users, window, params.horizon, batch_size)

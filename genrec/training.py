@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from genrec import metrics
+from genrec.distributed import SINGLE, Group
 from genrec.errors import UserError
 from genrec.params import AtLeast1, PositiveFloat, Section
 from genrec.ranking import rank_unseen
@@ -26,13 +28,22 @@ VALIDATION_K = 10  # validation NDCG@10 / HR@10, whatever a model's list length
 BATCH_USERS = 256  # users scored at once when ranking
 
 
-class TrainParams(Section):
+class LoopParams(Section):
+    """The keys of the training loop, in ``train`` and in each trained baseline's section."""
+
     lr: PositiveFloat
-    batch_size: AtLeast1
+    batch_size: AtLeast1  # rows per optimizer step, split over the processes
     max_epochs: AtLeast1
     patience: AtLeast1  # stop after this many epochs without a better validation NDCG@10
     seed: int
     device: str  # auto (CUDA when present), cpu or cuda
+
+
+class TrainParams(LoopParams):
+    """The ``train`` section (GPT-2)."""
+
+    processes: AtLeast1  # data-parallel processes (torch.distributed); 1: this process alone
+    precision: Literal["fp32", "bf16"]  # the training forward pass; validation and generation stay fp32
 
 
 @dataclass(frozen=True)
@@ -98,19 +109,20 @@ def validate(score: Scorer, data: Data) -> tuple[float, float]:
 def early_stopping(train_epoch: Callable[[], dict[str, float]], score: Scorer, snapshot: Callable[[], Any],
                    data: Data, max_epochs: int, patience: int,
                    on_epoch: Callable[[EpochResult], None] = lambda result: None, step: int = 1,
-                   lr_label: str = "the learning rate") -> TrainResult:
+                   lr_label: str = "the learning rate", group: Group = SINGLE) -> TrainResult:
     """Train epoch by epoch, validating after each; stop ``patience`` epochs after the best one.
 
     ``snapshot`` copies the model's state; the best epoch's copy is returned, never the last.
     A tie is no improvement: the earlier epoch stays the best. With ``step`` > 1 each call of
     ``train_epoch`` trains ``step`` epochs and validation follows every ``step``-th epoch.
     A NaN or infinite training statistic or validation stops with a ``UserError`` naming ``lr_label``.
+    In a ``group`` of processes rank 0 validates and every rank takes its result, so all stop together.
     """
     result: TrainResult | None = None
     for epoch in range(step, max_epochs + 1, step):
         start = time.perf_counter()
         stats = train_epoch()
-        ndcg, hit_rate = validate(score, data)
+        ndcg, hit_rate = group.broadcast(list(validate(score, data)) if group.main else [0.0, 0.0])
         current = EpochResult(epoch, stats, ndcg, hit_rate, time.perf_counter() - start)
         stop_if_diverged(epoch, {**{f"training {k}": v for k, v in stats.items()}, "validation NDCG@10": ndcg},
                          lr_label)
@@ -125,19 +137,39 @@ def early_stopping(train_epoch: Callable[[], dict[str, float]], score: Scorer, s
 
 def fit(model: torch.nn.Module, matrix: torch.Tensor, train_epoch: Callable, scorer: Callable, data: Data,
         params: Any, device: torch.device, on_epoch: Callable[[EpochResult], None] = lambda result: None,
-        lr_label: str = "the learning rate") -> TrainResult:
+        lr_label: str = "the learning rate", objective: torch.nn.Module | None = None,
+        group: Group = SINGLE) -> TrainResult:
     """Adam on shuffled rows of ``matrix`` (seeded by ``params.seed``) with early stopping on
     validation NDCG@10; loads the best epoch's weights into ``model``. Serves GPT-2, SASRec
-    and BERT4Rec, whose ``train_epoch(model, matrix, params, optimizer, generator, device)``
-    and ``scorer(model, data, device)`` differ."""
+    and BERT4Rec, whose ``train_epoch(module, matrix, params, optimizer, generator, device, group)``
+    and ``scorer(model, data, device)`` differ. ``train_epoch`` gets ``objective`` (a module
+    around ``model`` whose forward is the training loss; ``model`` itself by default), wrapped in
+    ``DistributedDataParallel`` when ``group`` has several processes."""
     model.to(device)
+    module = model if objective is None else objective
+    if group.world > 1:
+        module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     generator = torch.Generator().manual_seed(params.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    result = early_stopping(lambda: train_epoch(model, matrix, params, optimizer, generator, device),
+    result = early_stopping(lambda: train_epoch(module, matrix, params, optimizer, generator, device, group),
                             scorer(model, data, device), lambda: state_copy(model), data,
-                            params.max_epochs, params.patience, on_epoch, lr_label=lr_label)
+                            params.max_epochs, params.patience, on_epoch, lr_label=lr_label, group=group)
     model.load_state_dict(result.best_state)
     return result
+
+
+def epoch_batches(matrix: torch.Tensor, batch_size: int, generator: torch.Generator,
+                  group: Group = SINGLE) -> list[torch.Tensor]:
+    """This process's batches of one epoch: the rows of ``matrix`` shuffled by ``generator`` (the
+    same order on every rank), then every rank takes its own rows of each ``batch_size`` block.
+    With several processes the last ``len(matrix) % world`` rows of the order sit the epoch out,
+    so that every rank takes the same number of steps."""
+    order = torch.randperm(len(matrix), generator=generator)
+    if group.world == 1:
+        return list(matrix[order].split(batch_size))
+    order = order[:len(order) - len(order) % group.world]
+    per_rank = -(-batch_size // group.world)  # ceil: the global batch stays about batch_size
+    return list(matrix[order[group.rank::group.world]].split(per_rank))
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss_sum: torch.Tensor, tokens: int) -> None:

@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 
 from genrec import metrics
+from genrec.distributed import SINGLE, Group
 from genrec.progress import Progress
 from genrec.sequences import UserSequences
 from genrec.strategies import GenerationParams, recommend
 
 
 def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targets: pd.DataFrame,
-         num_train_items: int, config: GenerationParams, show_progress: bool = True
+         num_train_items: int, config: GenerationParams, show_progress: bool = True, group: Group = SINGLE
          ) -> tuple[GenerationParams, pd.DataFrame, np.ndarray]:
     """The chosen setting, the grid with its validation metrics (one row per point, in grid
     order, ``chosen`` marking the winner) and the chosen setting's validation recommendations."""
@@ -27,7 +28,7 @@ def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targ
     bar = Progress(len(grid), f"{strategy} tuning on {len(users)} validation users", "settings") \
         if show_progress and len(grid) > 1 else None
     for index, point in enumerate(grid):
-        recs, _ = recommend(strategy, model, sequences, users, point)
+        recs, _ = recommend(strategy, model, sequences, users, point, group=group)
         summary, _ = metrics.evaluate(recs, users, targets, num_train_items)
         rows.append({**point.chosen(strategy), **summary})
         if best is None or summary[key] > rows[best][key]:  # strictly better: ties keep the earlier point

@@ -1,6 +1,7 @@
 """Stages `topk`, `greedy`, `beam`, `sampling`, `rra`, `ra`: choose the strategy's generation
 settings on the validation users (method §6b), then recommend for the test users with them
-(method §5) and evaluate (method §6)."""
+(method §5) and evaluate (method §6). With ``generation.processes`` above 1 the stage starts
+itself again under ``torchrun``; the processes share the users and rank 0 writes."""
 
 import argparse
 import json
@@ -8,7 +9,7 @@ import time
 
 import numpy as np
 
-from genrec import metrics, params
+from genrec import distributed, metrics, params
 from genrec.errors import stage_main
 from genrec.device import resolve_device
 from genrec.io import atomic_path, require_input
@@ -40,24 +41,32 @@ def main() -> None:
     num_train_items = split.train["item_id"].nunique()
     check_unseen(sequences, np.concatenate([val_users, users]), split.num_items, config.horizon,
                  "generation.horizon")
-    model = load(args.model, device)
+    distributed.relaunch("stages.recommend", config.processes)
+    group = distributed.start(device)
+    try:
+        model = load(args.model, group.device)
+        # Validation users only: the test users are scored once, with the chosen setting.
+        chosen, grid, val_recs = tune(strategy, model, sequences, val_users, split.validation, num_train_items, config,
+                                      show_progress=group.main, group=group)
+        start = time.perf_counter()
+        recs, _ = recommend(strategy, model, sequences, users, chosen, group=group,
+                            progress=f"{strategy} on the test users" if group.main else None)
+        seconds = time.perf_counter() - start
+    finally:
+        distributed.stop()
+    if not group.main:
+        return
 
-    # Validation users only: the test users are scored once, with the chosen setting.
-    chosen, grid, val_recs = tune(strategy, model, sequences, val_users, split.validation, num_train_items, config)
     tuned = bool(STRATEGIES[strategy].tuned)
     extra = {"chosen": chosen.chosen(strategy)} if tuned else {}
     if tuned:
         with atomic_path(f"{args.metrics}/tuning/{strategy}.csv") as tmp:
             grid.to_csv(tmp, index=False, float_format="%.6f")
-
-    start = time.perf_counter()
-    recs, _ = recommend(strategy, model, sequences, users, chosen, progress=f"{strategy} on the test users")
-    seconds = time.perf_counter() - start
-
     summary = metrics.write_results(strategy, users, recs, split.test, split.train,
                                     args.recs or f"data/recs/{strategy}.parquet", args.metrics, extra,
                                     validation=(val_users, val_recs, split.validation))
-    print(f"{strategy}: {len(users)} test users in {seconds:.1f} s on {device}"
+    processes = f" ({group.world} processes)" if group.world > 1 else ""
+    print(f"{strategy}: {len(users)} test users in {seconds:.1f} s on {device}{processes}"
           + "".join(f", {k} {v}" for k, v in extra.get("chosen", {}).items()) + "; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
 

@@ -1,7 +1,11 @@
-"""Stage `train`: GPT-2 next-item training with early stopping; dvclive learning curves."""
+"""Stage `train`: GPT-2 next-item training with early stopping; dvclive learning curves.
+
+With ``train.processes`` above 1 the stage starts itself again under ``torchrun`` with that
+many data-parallel processes (genrec.distributed); rank 0 validates, logs and writes the model."""
 
 import argparse
 
+from genrec import distributed
 from genrec import model as gpt2
 from genrec import params
 from genrec.curves import LearningCurves
@@ -25,17 +29,25 @@ def main() -> None:
     model_params = params.section(config, "model", ModelParams)
     train_params = params.section(config, "train", TrainParams)
     device = resolve_device(train_params.device, "train.device")
+    distributed.relaunch("stages.train", train_params.processes)
     data = Data.from_split(Split.load(args.split))
-
-    # The model and the learning curves are written to temporaries and moved into place together
-    # at the end: an interrupted or failed run leaves the previous set, never a partial summary.
-    # The progress total is max_epochs; early stopping usually ends the run sooner.
-    with atomic_paths(args.out, args.live) as (out, live_dir), \
-            LearningCurves(live_dir, train_params.max_epochs, "train GPT-2") as curves:
-        model, result = gpt2.fit(data, model_params, train_params, device, on_epoch=curves.log)
-        curves.summarize(result)
-        model.save_pretrained(out)  # safetensors weights + config.json
-    print(f"best epoch {result.best.epoch} of {len(result.history)}: validation NDCG@10 "
+    group = distributed.start(device)
+    try:
+        if not group.main:  # trains its share of each epoch; rank 0 writes
+            gpt2.fit(data, model_params, train_params, group.device, group=group)
+            return
+        # The model and the learning curves are written to temporaries and moved into place together
+        # at the end: an interrupted or failed run leaves the previous set, never a partial summary.
+        # The progress total is max_epochs; early stopping usually ends the run sooner.
+        with atomic_paths(args.out, args.live) as (out, live_dir), \
+                LearningCurves(live_dir, train_params.max_epochs, "train GPT-2") as curves:
+            model, result = gpt2.fit(data, model_params, train_params, group.device, on_epoch=curves.log, group=group)
+            curves.summarize(result)
+            model.save_pretrained(out)  # safetensors weights + config.json
+    finally:
+        distributed.stop()
+    processes = f" on {group.world} processes" if group.world > 1 else ""
+    print(f"best epoch {result.best.epoch} of {len(result.history)}{processes}: validation NDCG@10 "
           f"{result.best.ndcg:.4f}, HR@10 {result.best.hit_rate:.4f} -> {args.out}")
 
 

@@ -45,8 +45,10 @@ def test_every_model_reads_a_section_of_params_yaml():
     for module in pkgutil.walk_packages(genrec.__path__, "genrec."):
         importlib.import_module(module.name)
     models = section_models()
-    from genrec.baselines.common import TransformerParams  # SASRec's and BERT4Rec's shared fields, no section
-    assert all_subclasses(params.Section) - {TransformerParams} == set(models.values())
+    from genrec.baselines.common import TransformerParams
+    from genrec.training import LoopParams
+    shared = {LoopParams, TransformerParams}  # fields that several sections share; no section of their own
+    assert all_subclasses(params.Section) - shared == set(models.values())
     assert set(models) == set(params.load(ROOT / "params.yaml"))
 
 
@@ -68,7 +70,7 @@ def read_train(**changes):
 
 @pytest.mark.parametrize("section, message", [
     (section_values("train", foo=1), "unknown key(s) train.foo; known keys are batch_size, device, lr, "
-                                     "max_epochs, patience, seed"),
+                                     "max_epochs, patience, precision, processes, seed"),
     ({k: v for k, v in section_values("train").items() if k != "lr"}, "train.lr is missing"),
     (section_values("train", lr=-1), "train.lr must be greater than 0, got -1"),
     (section_values("train", lr="5"), "train.lr must be a number, got '5'"),  # a string is not a number

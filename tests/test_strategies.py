@@ -11,7 +11,7 @@ from genrec import model as gm
 from genrec import engine, params, reference
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
-from genrec.strategies import STRATEGIES, GenerationParams, recommend, user_uniforms
+from genrec.strategies import STRATEGIES, GenerationParams, auto_batch_size, recommend, user_uniforms
 from helpers import defaults
 
 
@@ -39,7 +39,7 @@ MODEL = tiny_model()
 SEQUENCES = user_sequences()
 USERS = np.array([8, 0, 3, 1, 5, 2, 7])  # not in id order
 PARAMS = GenerationParams(horizon=HORIZON, num_beams=2, temperature=0.8, top_k=0, num_sequences=4, seed=1,
-                          batch_size=0, device="cpu")
+                          batch_size=0, device="cpu", processes=1)
 
 
 def run(strategy: str, **changes) -> np.ndarray:
@@ -245,11 +245,11 @@ def test_params_of_each_strategy():
     for name, strategy in STRATEGIES.items():
         assert strategy.name == name
         assert set(strategy.params) <= fields, name
-        assert {"horizon", "batch_size", "device"} <= set(strategy.params)
+        assert {"horizon", "batch_size", "device", "processes"} <= set(strategy.params)
         assert set(strategy.tuned) <= set(strategy.params), name
         assert ("seed" in strategy.params) == strategy.sampled, name
         assert (strategy.batch is None) == (name == "topk")  # topk needs no autoregression
-        assert set(strategy.settings) == set(strategy.params) - {"batch_size", "device"}
+        assert set(strategy.settings) == set(strategy.params) - {"batch_size", "device", "processes"}
     assert "num_beams" in STRATEGIES["beam"].params and "seed" not in STRATEGIES["greedy"].params
     assert {"temperature", "top_k", "num_sequences", "seed"} <= set(STRATEGIES["ra"].params)
     assert STRATEGIES["rra"].width(PARAMS) == PARAMS.num_sequences and STRATEGIES["beam"].width(PARAMS) == 2
@@ -297,3 +297,19 @@ def test_scores_rank_the_items(strategy):
         np.testing.assert_allclose(scores, probs.gather(1, torch.from_numpy(items)).numpy(), rtol=1e-5)
     if strategy == "rra":  # at most num_sequences * 1 (first place in every sequence)
         assert scores.max() <= PARAMS.num_sequences
+
+
+def test_automatic_batch_size_follows_the_device_memory(monkeypatch):
+    """On a GPU the batch is what a quarter of the free memory holds, with no fixed cap (issue 14);
+    on the CPU it stops at 512 users."""
+    params = PARAMS.model_copy(update={"batch_size": 0, "num_sequences": 30})
+    shape = dict(num_items=18_345, window=118, n_embd=64, n_layer=2)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * 2**30, 80 * 2**30))
+    for strategy, sequences in (("greedy", 1), ("rra", 30)):
+        on_gpu = auto_batch_size(strategy, params, device=torch.device("cuda"), **shape)
+        per_user = 4 * 118 * 64 * (6 + 2 * 2) + 4 * sequences * 18_346 * 4
+        assert on_gpu == 80 * 2**30 // 4 // per_user
+    assert auto_batch_size("greedy", params, device=torch.device("cuda"), **shape) > 4096  # the former cap
+    assert auto_batch_size("rra", params, device=torch.device("cpu"), **shape) <= 512
+    assert auto_batch_size("rra", params.model_copy(update={"batch_size": 7}), device=torch.device("cuda"),
+                           **shape) == 7

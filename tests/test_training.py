@@ -50,7 +50,7 @@ def train(model, users, targets, params: TrainParams, on_epoch=lambda result: No
     """The pipeline's loop on a given GPT-2: ``training.fit`` with GPT-2's epoch and scorer."""
     matrix = gm.training_matrix(SEQUENCES, model.config.n_positions)
     return training.fit(model, matrix, gm.train_epoch, gm.scorer, data(users, targets), params, CPU, on_epoch,
-                        "train.lr")
+                        "train.lr", objective=gm.NextItemLoss(model))
 
 
 # --- params --------------------------------------------------------------------------------------
@@ -244,7 +244,8 @@ def write_split(folder: Path) -> None:
     (split / "meta.json").write_text(json.dumps({"num_users": SEQUENCES.num_users, "num_items": NUM_ITEMS}))
     (folder / "params.yaml").write_text(yaml.safe_dump({
         "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1},
-        "train": {"lr": 0.01, "batch_size": 16, "max_epochs": 1, "patience": 1, "seed": 42, "device": "cpu"},
+        "train": {"lr": 0.01, "batch_size": 16, "max_epochs": 1, "patience": 1, "seed": 42, "device": "cpu",
+                  "processes": 1, "precision": "fp32"},
     }))
 
 
@@ -269,3 +270,17 @@ def test_training_that_diverges_stops_with_the_fix():
         train(tiny_model(), USERS, TARGETS,
               defaults("train", lr=1e10, batch_size=16, max_epochs=3, patience=3), on_epoch=events.append)
     assert events == []  # stopped before the epoch was logged
+
+
+def test_bf16_precision_trains_and_changes_the_arithmetic():
+    """train.precision bf16 autocasts the training forward pass (on the CPU here too); fp32 is
+    the committed arithmetic."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        model = tiny_model()
+        result = train(model, USERS, TARGETS, defaults("train", lr=1e-2, batch_size=16, max_epochs=2, patience=2,
+                                                       seed=0, precision=precision))
+        losses[precision] = [e.train["loss"] for e in result.history]
+    assert all(np.isfinite(losses["bf16"])) and losses["bf16"][1] < losses["bf16"][0]
+    assert losses["bf16"] != losses["fp32"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)

@@ -22,6 +22,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from genrec import training
 from genrec.baselines.common import TransformerParams, fit_then_recommend, trim_left
+from genrec.distributed import SINGLE, Group
 from genrec.params import Fraction
 from genrec.ranking import PADDING
 from genrec.training import Data, EpochResult, TrainResult, training_users
@@ -70,12 +71,12 @@ def mask_items(batch: torch.Tensor, mask_prob: float, mask_token: int,
 
 
 def train_epoch(model: BertForMaskedLM, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
-                generator: torch.Generator, device: torch.device) -> dict[str, float]:
+                generator: torch.Generator, device: torch.device, group: Group = SINGLE) -> dict[str, float]:
     """One pass over ``data`` ((users, max_len) left-padded last items) in shuffled batches."""
     model.train()
     num_items = model.config.vocab_size - 2
     total_loss, total_tokens = 0.0, 0
-    for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
+    for batch in training.epoch_batches(data, params.batch_size, generator, group):
         batch = trim_left(batch)
         inputs, masked = mask_items(batch, params.mask_prob, num_items + 1, generator)
         tokens = int(masked.sum())

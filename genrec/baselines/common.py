@@ -10,10 +10,10 @@ import torch
 from pydantic import Field, model_validator
 
 from genrec.params import AtLeast1, Dropout
-from genrec.training import Data, EpochResult, TrainParams, TrainResult, recommend
+from genrec.training import Data, EpochResult, LoopParams, TrainResult, recommend
 
 
-class TransformerParams(TrainParams):
+class TransformerParams(LoopParams):
     """The params SASRec and BERT4Rec share: the training keys (as ``train``'s), the list length
     and the network's size. ``SECTION`` names the params.yaml section in messages."""
 

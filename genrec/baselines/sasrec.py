@@ -19,6 +19,7 @@ from torch import nn
 
 from genrec import training
 from genrec.baselines.common import TransformerParams, fit_then_recommend, trim_left
+from genrec.distributed import SINGLE, Group
 from genrec.ranking import PADDING
 from genrec.training import Data, EpochResult, TrainResult, training_users
 
@@ -100,14 +101,14 @@ class SASRec(nn.Module):
 
 
 def train_epoch(model: SASRec, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
-                generator: torch.Generator, device: torch.device) -> dict[str, float]:
+                generator: torch.Generator, device: torch.device, group: Group = SINGLE) -> dict[str, float]:
     """One pass over ``data`` ((users, max_len + 1) left-padded last items) in shuffled batches.
 
     Each position predicts the next item with cross-entropy over every item (not sampled negatives).
     """
     model.train()
     total_loss, total_tokens = 0.0, 0
-    for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
+    for batch in training.epoch_batches(data, params.batch_size, generator, group):
         batch = trim_left(batch).to(device)
         inputs, labels = batch[:, :-1], batch[:, 1:]
         real = (inputs != PADDING) & (labels != PADDING)
