@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from genrec import metrics, params
+from genrec import distributed, metrics, params
 from genrec.baselines import NAMES
 from genrec.curves import LearningCurves
 from genrec.device import resolve_device
@@ -44,25 +44,36 @@ def main() -> None:
 
     check_unseen(data.sequences, both, data.num_items, config.k, f"{name}.k")
 
-    start = time.perf_counter()
-    # The learning curves are written to a temporary folder and moved into place with the
-    # recommendations and metrics: an interrupted run never leaves a partial summary.
-    with contextlib.ExitStack() as outputs:
-        if baseline.TRAINED:
-            live_dir = outputs.enter_context(atomic_path(f"{args.metrics}/{name}_train"))
-            with LearningCurves(live_dir, config.max_epochs, f"train {name}") as curves:
-                recs, result = baseline.fit_recommend(data, both, config, device, on_epoch=curves.log)
-                curves.summarize(result)
-            trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
-        else:
-            recs, _ = baseline.fit_recommend(data, both, config, device)
-            trained = ""
-        seconds = time.perf_counter() - start
-        val_recs, recs = recs[:len(val_users)], recs[len(val_users):]
+    # SASRec and BERT4Rec train on ``processes`` data-parallel processes, as GPT-2 does (genrec.distributed).
+    distributed.relaunch("stages.baseline", getattr(config, "processes", 1))
+    group = distributed.start(device)
+    parallel = {"group": group} if hasattr(config, "processes") else {}
+    try:
+        if not group.main:  # trains its share of each epoch; rank 0 writes
+            baseline.fit_recommend(data, both, config, group.device, **parallel)
+            return
+        start = time.perf_counter()
+        # The learning curves are written to a temporary folder and moved into place with the
+        # recommendations and metrics: an interrupted run never leaves a partial summary.
+        with contextlib.ExitStack() as outputs:
+            if baseline.TRAINED:
+                live_dir = outputs.enter_context(atomic_path(f"{args.metrics}/{name}_train"))
+                with LearningCurves(live_dir, config.max_epochs, f"train {name}") as curves:
+                    recs, result = baseline.fit_recommend(data, both, config, group.device, on_epoch=curves.log,
+                                                           **parallel)
+                    curves.summarize(result)
+                trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
+            else:
+                recs, _ = baseline.fit_recommend(data, both, config, device)
+                trained = ""
+            seconds = time.perf_counter() - start
+            val_recs, recs = recs[:len(val_users)], recs[len(val_users):]
 
-        summary = metrics.write_results(name, users, recs, split.test, split.train,
-                                        args.recs or f"data/recs/{name}.parquet", args.metrics,
-                                        validation=(val_users, val_recs, split.validation))
+            summary = metrics.write_results(name, users, recs, split.test, split.train,
+                                            args.recs or f"data/recs/{name}.parquet", args.metrics,
+                                            validation=(val_users, val_recs, split.validation))
+    finally:
+        distributed.stop()
     print(f"{name}: {trained}{len(users)} users in {seconds:.1f} s on {device}; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
 

@@ -245,9 +245,9 @@ def test_sasrec_keeps_the_best_epoch(monkeypatch):
     weights = []  # after each epoch
     original = sasrec.train_epoch
 
-    def train_epoch(model, *args):
-        stats = original(model, *args)
-        weights.append(training.state_copy(model))
+    def train_epoch(objective, *args):  # objective: the NextItemLoss around the model
+        stats = original(objective, *args)
+        weights.append(training.state_copy(objective.model))
         return stats
 
     monkeypatch.setattr(sasrec, "train_epoch", train_epoch)

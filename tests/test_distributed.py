@@ -163,3 +163,23 @@ def test_train_and_rra_stages_on_two_processes(tmp_path):
     pd.testing.assert_frame_equal(outputs[2][0], outputs[1][0])
     assert outputs[2][1] == outputs[1][1]
     assert outputs[2][2] == outputs[1][2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_neural_baselines_train_on_two_processes(tmp_path, name):
+    """SASRec and BERT4Rec share GPT-2's loop, and so its data-parallel path: the baseline stage
+    with <name>.processes 2 trains on 2 gloo processes; rank 0 writes the lists and the curves."""
+    write_split(tmp_path, processes=1)
+    config = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    config[name].update(k=5, max_len=16, hidden=16, layers=1, heads=2, batch_size=16, max_epochs=3, patience=2,
+                        device="cpu", processes=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
+    result = run_stage("baseline", name, "--split", "data/split", cwd=tmp_path,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count(f"{name}: best epoch") == 1  # rank 0 alone reports
+    recs = pd.read_parquet(tmp_path / f"data/recs/{name}.parquet")
+    assert recs["user_id"].nunique() == 30 and len(recs) == 30 * 5
+    summary = json.loads((tmp_path / f"metrics/{name}_train/metrics.json").read_text())
+    assert 1 <= summary["best_epoch"] <= summary["epochs"] <= 3 and np.isfinite(summary["train"]["loss"])

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
 from genrec import training
-from genrec.baselines.common import TransformerParams, fit_then_recommend, trim_left
+from genrec.baselines.common import TransformerParams, fit_then_recommend, fit_transformer, trim_left
 from genrec.distributed import SINGLE, Group
 from genrec.params import Fraction
 from genrec.ranking import PADDING
-from genrec.training import Data, EpochResult, TrainResult, training_users
+from genrec.training import Data, EpochResult, TrainResult
 
 TRAINED = True
 
@@ -70,27 +70,52 @@ def mask_items(batch: torch.Tensor, mask_prob: float, mask_token: int,
     return batch.masked_fill(masked, mask_token), masked
 
 
-def train_epoch(model: BertForMaskedLM, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
+class MaskedItemLoss(torch.nn.Module):
+    """BERT4Rec's training objective as a module, so that DistributedDataParallel can wrap it:
+    the cross-entropy over every item at the masked positions, summed."""
+
+    def __init__(self, model: BertForMaskedLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, masked: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        num_items = self.model.config.vocab_size - 2
+        hidden = hidden_states(self.model, inputs)[masked]  # (tokens, H): the head only where there is a label
+        # Only items 1..num_items compete: padding and the mask token are never a label.
+        logits = self.model.cls(hidden)[:, 1:num_items + 1]
+        return F.cross_entropy(logits, labels - 1, reduction="sum")
+
+
+def train_epoch(objective: torch.nn.Module, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
                 generator: torch.Generator, device: torch.device, group: Group = SINGLE) -> dict[str, float]:
-    """One pass over ``data`` ((users, max_len) left-padded last items) in shuffled batches."""
-    model.train()
-    num_items = model.config.vocab_size - 2
+    """One pass over this process's share of ``data`` ((users, max_len) left-padded last items)
+    in shuffled batches; ``objective`` is a ``MaskedItemLoss`` (or its DDP wrapper)."""
+    objective.train()
+    mask_token = config_of(objective).vocab_size - 1
+    # One process masks with the shuffling generator, as it always has. Several must keep that
+    # generator in step (it orders every rank's epoch), so each masks from its own stream,
+    # seeded from one shared draw.
+    masker = generator if group.world == 1 else torch.Generator().manual_seed(
+        int(torch.randint(2**62, (1,), generator=generator)) + group.rank)
     total_loss, total_tokens = 0.0, 0
     for batch in training.epoch_batches(data, params.batch_size, generator, group):
         batch = trim_left(batch)
-        inputs, masked = mask_items(batch, params.mask_prob, num_items + 1, generator)
+        inputs, masked = mask_items(batch, params.mask_prob, mask_token, masker)
         tokens = int(masked.sum())
-        if tokens == 0:  # nothing drawn to predict in this batch
-            continue
+        if tokens == 0 and group.world == 1:  # nothing drawn to predict in this batch
+            continue  # (several processes must all take every step: a rank without a label steps on 0)
         inputs, masked, labels = inputs.to(device), masked.to(device), batch[masked].to(device)
-        hidden = hidden_states(model, inputs)[masked]  # (tokens, H): the head only where there is a label
-        # Only items 1..num_items compete: padding and the mask token are never a label.
-        logits = model.cls(hidden)[:, 1:num_items + 1]
-        loss = F.cross_entropy(logits, labels - 1, reduction="sum")
-        training.optimizer_step(optimizer, loss, tokens)
+        loss = objective(inputs, masked, labels)
+        training.optimizer_step(optimizer, loss, max(tokens, 1))
         total_loss += loss.detach().item()
         total_tokens += tokens
+    total_loss, total_tokens = group.sum([total_loss, total_tokens])
     return {"loss": total_loss / max(total_tokens, 1)}
+
+
+def config_of(objective: torch.nn.Module):
+    """The BERT config behind a ``MaskedItemLoss``, wrapped in DistributedDataParallel or not."""
+    return getattr(objective, "module", objective).model.config
 
 
 def scorer(model: BertForMaskedLM, data: Data, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
@@ -107,13 +132,11 @@ def scorer(model: BertForMaskedLM, data: Data, device: torch.device) -> Callable
 
 
 def fit(data: Data, params: Params, device: torch.device,
-        on_epoch: Callable[[EpochResult], None] = lambda result: None) -> tuple[BertForMaskedLM, TrainResult]:
+        on_epoch: Callable[[EpochResult], None] = lambda result: None,
+        group: Group = SINGLE) -> tuple[BertForMaskedLM, TrainResult]:
     """Train with early stopping; return the model with the best epoch's weights, and the history."""
-    torch.manual_seed(params.seed)  # the initial weights
-    model = build(data.num_items, params).to(device)
-    matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len,
-                                                        side="left"))
-    return model, training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "bert4rec.lr")
+    return fit_transformer(lambda: build(data.num_items, params), MaskedItemLoss, train_epoch, scorer, data, params,
+                           device, on_epoch, group, width=params.max_len)
 
 
 fit_recommend = fit_then_recommend(fit, scorer)

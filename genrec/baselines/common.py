@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
+from genrec.distributed import SINGLE, Group
 from genrec.params import AtLeast1, Dropout
-from genrec.training import Data, EpochResult, LoopParams, TrainResult, recommend
+from genrec import training
+from genrec.training import Data, EpochResult, LoopParams, TrainResult, recommend, training_users
 
 
 class TransformerParams(LoopParams):
@@ -24,6 +26,7 @@ class TransformerParams(LoopParams):
     layers: AtLeast1  # transformer blocks
     heads: AtLeast1
     dropout: Dropout
+    processes: AtLeast1  # data-parallel training processes (torch.distributed), as train.processes
 
     @model_validator(mode="after")
     def _heads_divide_the_hidden_size(self) -> TransformerParams:
@@ -40,13 +43,30 @@ def trim_left(batch: torch.Tensor, padding: int = 0) -> torch.Tensor:
     return batch[:, batch.shape[1] - width:]
 
 
+def fit_transformer(build: Callable[[], torch.nn.Module], objective: Callable[[torch.nn.Module], torch.nn.Module],
+                    train_epoch: Callable, scorer: Callable, data: Data, params: TransformerParams,
+                    device: torch.device, on_epoch: Callable[[EpochResult], None], group: Group,
+                    width: int) -> tuple[torch.nn.Module, TrainResult]:
+    """SASRec's and BERT4Rec's ``fit``: ``build()`` the model from ``params.seed`` (the same on every
+    rank), then train it with early stopping on each user's last ``width`` items, left-padded;
+    returns the model with the best epoch's weights, and the history."""
+    torch.manual_seed(params.seed)  # the initial weights
+    model = build().to(device)
+    if group.world > 1:  # each rank draws its own dropout; one process keeps the stream it always had
+        torch.manual_seed(params.seed + group.rank)
+    matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), width, side="left"))
+    result = training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch,
+                          f"{params.SECTION}.lr", objective=objective(model), group=group)
+    return model, result
+
+
 def fit_then_recommend(fit: Callable, scorer: Callable) -> Callable:
-    """A baseline's ``fit_recommend`` from its ``fit`` and ``scorer``: train, then recommend
-    ``params.k`` unseen items to each user from the best epoch's model."""
+    """A baseline's ``fit_recommend`` from its ``fit`` and ``scorer``: train (on the processes of
+    ``group``), then recommend ``params.k`` unseen items to each user from the best epoch's model."""
     def fit_recommend(data: Data, users: np.ndarray, params: Any, device: torch.device = torch.device("cpu"),
-                      on_epoch: Callable[[EpochResult], None] = lambda result: None
+                      on_epoch: Callable[[EpochResult], None] = lambda result: None, group: Group = SINGLE
                       ) -> tuple[np.ndarray, TrainResult]:
-        model, result = fit(data, params, device, on_epoch)
+        model, result = fit(data, params, device, on_epoch, group)
         return recommend(scorer(model, data, device), data.sequences, users, params.k), result
 
     return fit_recommend

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrec import training
-from genrec.baselines.common import TransformerParams, fit_then_recommend, trim_left
+from genrec.baselines.common import TransformerParams, fit_then_recommend, fit_transformer, trim_left
 from genrec.distributed import SINGLE, Group
 from genrec.ranking import PADDING
-from genrec.training import Data, EpochResult, TrainResult, training_users
+from genrec.training import Data, EpochResult, TrainResult
 
 TRAINED = True
 
@@ -100,26 +100,40 @@ class SASRec(nn.Module):
         return hidden @ self.items.weight.T
 
 
-def train_epoch(model: SASRec, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
+class NextItemLoss(nn.Module):
+    """SASRec's training objective as a module, so that DistributedDataParallel can wrap it: the
+    cross-entropy over every item, summed over the positions that have a label."""
+
+    def __init__(self, model: SASRec):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        real = (inputs != PADDING) & (labels != PADDING)
+        hidden = self.model(inputs)[real]  # (tokens, H): the catalogue projection only where there is a label
+        # Column 0 (padding) is left out of the softmax: labels are items 1..num_items.
+        logits = self.model.item_logits(hidden)[:, 1:]
+        return F.cross_entropy(logits, labels[real] - 1, reduction="sum")
+
+
+def train_epoch(objective: nn.Module, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
                 generator: torch.Generator, device: torch.device, group: Group = SINGLE) -> dict[str, float]:
-    """One pass over ``data`` ((users, max_len + 1) left-padded last items) in shuffled batches.
+    """One pass over this process's share of ``data`` ((users, max_len + 1) left-padded last
+    items) in shuffled batches; ``objective`` is a ``NextItemLoss`` (or its DDP wrapper).
 
     Each position predicts the next item with cross-entropy over every item (not sampled negatives).
     """
-    model.train()
+    objective.train()
     total_loss, total_tokens = 0.0, 0
     for batch in training.epoch_batches(data, params.batch_size, generator, group):
         batch = trim_left(batch).to(device)
         inputs, labels = batch[:, :-1], batch[:, 1:]
-        real = (inputs != PADDING) & (labels != PADDING)
-        hidden = model(inputs)[real]  # (tokens, H): the catalogue projection only where there is a label
-        # Column 0 (padding) is left out of the softmax: labels are items 1..num_items.
-        logits = model.item_logits(hidden)[:, 1:]
-        loss = F.cross_entropy(logits, labels[real] - 1, reduction="sum")
-        tokens = int(real.sum())
+        loss = objective(inputs, labels)
+        tokens = int(((inputs != PADDING) & (labels != PADDING)).sum())
         training.optimizer_step(optimizer, loss, tokens)
         total_loss += loss.detach().item()
         total_tokens += tokens
+    total_loss, total_tokens = group.sum([total_loss, total_tokens])
     return {"loss": total_loss / max(total_tokens, 1)}
 
 
@@ -135,14 +149,12 @@ def scorer(model: SASRec, data: Data, device: torch.device) -> Callable[[np.ndar
 
 
 def fit(data: Data, params: Params, device: torch.device,
-        on_epoch: Callable[[EpochResult], None] = lambda result: None) -> tuple[SASRec, TrainResult]:
-    """Train with early stopping; return the model with the best epoch's weights, and the history."""
-    torch.manual_seed(params.seed)  # the initial weights
-    model = SASRec(data.num_items, params).to(device)
-    # Each user's last max_len + 1 items: inputs are [:, :-1], labels [:, 1:]. Built once.
-    matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), params.max_len + 1,
-                                                        side="left"))
-    return model, training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "sasrec.lr")
+        on_epoch: Callable[[EpochResult], None] = lambda result: None,
+        group: Group = SINGLE) -> tuple[SASRec, TrainResult]:
+    """Train with early stopping; return the model with the best epoch's weights, and the history.
+    Each user's last max_len + 1 items: inputs are [:, :-1], labels [:, 1:]."""
+    return fit_transformer(lambda: SASRec(data.num_items, params), NextItemLoss, train_epoch, scorer, data, params,
+                           device, on_epoch, group, width=params.max_len + 1)
 
 
 fit_recommend = fit_then_recommend(fit, scorer)
