@@ -83,7 +83,8 @@ def config(name: str) -> dict:
 def worker(task: dict) -> None:
     """One measurement inside a process group; rank 0 writes the result to ``task["out"]``."""
     group = distributed.start(resolve_device(task["device"], "--device"))
-    sequences = synthetic(task["scale"])
+    data = np.load(task["data"])  # built once by the parent, not again in every process of every row
+    sequences = UserSequences(indptr=data["indptr"], items=data["items"])
     rng = np.random.default_rng(1)
     val_users = np.sort(rng.choice(sequences.num_users, min(2000, sequences.num_users), replace=False))
     targets = rng.integers(1, ITEMS + 1, len(val_users))
@@ -154,19 +155,21 @@ def main() -> None:
     print(f"synthetic set at scale {args.scale}: {sequences.num_users:,} users, {ITEMS:,} items, "
           f"{len(sequences.items):,} interactions; {where}; torch {torch.__version__}")
     print(f"{'what':<10}{'processes':>10}{'batch':>7}{'precision':>10}{'seconds':>10}{'rate':>12}  unit")
-    base = {"scale": args.scale, "device": args.device}
-    for batch_size in args.batch_sizes:
-        for precision in args.precisions:
+    with tempfile.TemporaryDirectory() as folder:
+        np.savez(f"{folder}/data.npz", indptr=sequences.indptr, items=sequences.items)
+        base = {"data": f"{folder}/data.npz", "device": args.device}
+        for batch_size in args.batch_sizes:
+            for precision in args.precisions:
+                for processes in args.processes:
+                    r = run({**base, "kind": "train", "batch_size": batch_size, "precision": precision,
+                             "epochs": args.epochs}, processes)
+                    print(f"{'train':<10}{processes:>10}{batch_size:>7}{precision:>10}{r['seconds']:>10.1f}"
+                          f"{r['rate']:>12,.0f}  {r['unit']} (an epoch)", flush=True)
+        for strategy in args.strategies:
             for processes in args.processes:
-                r = run({**base, "kind": "train", "batch_size": batch_size, "precision": precision,
-                         "epochs": args.epochs}, processes)
-                print(f"{'train':<10}{processes:>10}{batch_size:>7}{precision:>10}{r['seconds']:>10.1f}"
-                      f"{r['rate']:>12,.0f}  {r['unit']} (an epoch)", flush=True)
-    for strategy in args.strategies:
-        for processes in args.processes:
-            r = run({**base, "kind": "generate", "strategy": strategy, "eval_users": args.eval_users}, processes)
-            print(f"{strategy:<10}{processes:>10}{'auto':>7}{'fp32':>10}{r['seconds']:>10.1f}{r['rate']:>12,.0f}"
-                  f"  {r['unit']} ({min(args.eval_users, sequences.num_users):,} users)", flush=True)
+                r = run({**base, "kind": "generate", "strategy": strategy, "eval_users": args.eval_users}, processes)
+                print(f"{strategy:<10}{processes:>10}{'auto':>7}{'fp32':>10}{r['seconds']:>10.1f}{r['rate']:>12,.0f}"
+                      f"  {r['unit']} ({min(args.eval_users, sequences.num_users):,} users)", flush=True)
 
 
 if __name__ == "__main__":
