@@ -5,7 +5,7 @@
                                      [--device auto]
 
 At ``--scale 1`` the set has ML-20M's shape: 138,000 users with heavy-tailed lengths (at
-least 20 items) over 18,345 items with Zipf-like popularity, about 19 million interactions;
+least 20 items) over 18,345 items with Zipf-like popularity, 17.8 million interactions;
 ``--scale 0.05`` keeps the catalogue and takes 5% of the users (for a small CPU). Each row
 runs in fresh processes started by torch's launcher (``torch.distributed.run``), as the
 stages do with ``train.processes`` / ``generation.processes``:
@@ -45,7 +45,7 @@ from genrec import params as genrec_params  # noqa: E402
 from genrec.device import resolve_device  # noqa: E402
 from genrec.model import ModelParams  # noqa: E402
 from genrec.sequences import UserSequences  # noqa: E402
-from genrec.strategies import STRATEGIES, GenerationParams, recommend  # noqa: E402
+from genrec.strategies import STRATEGIES, GenerationParams, auto_batch_size, recommend  # noqa: E402
 from genrec.training import Data, TrainParams  # noqa: E402
 
 USERS, ITEMS = 138_000, 18_345
@@ -55,23 +55,33 @@ PAPER = {"topk": {}, "greedy": {}, "beam": {"num_beams": 2}, "sampling": {"tempe
 
 
 def synthetic(scale: float, seed: int = 0) -> UserSequences:
-    """Lognormal lengths (median 70, at least 20, about 140 interactions per user on average) and
+    """Lognormal lengths (median 70, at least 20, about 129 interactions per user on average) and
     Zipf-like item popularity; each user's items distinct, in random order."""
     rng = np.random.default_rng(seed)
     users = max(2, int(USERS * scale))
     lengths = np.clip(rng.lognormal(np.log(70), 1.1, users), 20, ITEMS // 2).astype(np.int64)
     weights = 1.0 / np.arange(1, ITEMS + 1) ** 0.9
     draws = rng.choice(np.arange(1, ITEMS + 1), size=int(lengths.sum() * 1.3), p=weights / weights.sum())
-    items, start = [], 0
-    for n in lengths:  # the first n distinct draws of a user's stretch
-        chunk = draws[start:start + int(n * 1.3)]
-        start += int(n * 1.3)
-        _, first = np.unique(chunk, return_index=True)
-        picked = chunk[np.sort(first)][:n]
-        if len(picked) < n:  # rare: top up with items the user has not drawn
-            rest = np.setdiff1d(np.arange(1, ITEMS + 1), picked)[: n - len(picked)]
-            picked = np.concatenate([picked, rest])
-        items.append(picked)
+    # Each user takes the first n distinct items of its own stretch of int(1.3 n) draws: one
+    # sort over (user, item) keys finds every first occurrence at once.
+    stretch = (lengths * 1.3).astype(np.int64)
+    owner = np.repeat(np.arange(users), stretch)
+    chunk = draws[:len(owner)]
+    _, first = np.unique(owner * (ITEMS + 1) + chunk, return_index=True)
+    keep = np.sort(first)  # first occurrences, back in draw order
+    owner, picked = owner[keep], chunk[keep]
+    distinct = np.bincount(owner, minlength=users)
+    rank = np.arange(len(owner)) - np.repeat(np.cumsum(distinct) - distinct, distinct)
+    owner, picked = owner[rank < lengths[owner]], picked[rank < lengths[owner]]
+    items = np.split(picked, np.cumsum(np.minimum(distinct, lengths))[:-1])
+    taken = np.zeros(ITEMS + 1, dtype=bool)
+    # About 15% of users drew fewer distinct items than their length: top them up with the
+    # lowest ids they have not drawn.
+    for user in np.flatnonzero(distinct < lengths):
+        taken[items[user]] = True
+        rest = np.flatnonzero(~taken[1:])[: lengths[user] - len(items[user])] + 1
+        taken[items[user]] = False
+        items[user] = np.concatenate([items[user], rest])
     flat = np.concatenate(items)
     return UserSequences(indptr=np.concatenate([[0], np.cumsum(lengths)]), items=flat.astype(np.int64))
 
@@ -90,6 +100,8 @@ def worker(task: dict) -> None:
     targets = rng.integers(1, ITEMS + 1, len(val_users))
     model_params = genrec_params.section({"model": config("model")}, "model", ModelParams)
     result = {}
+    if group.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(group.device)
     if task["kind"] == "train":
         train = genrec_params.section({"train": {**config("train"), "batch_size": task["batch_size"],
                                                  "max_epochs": task["epochs"], "patience": task["epochs"] + 1,
@@ -110,12 +122,18 @@ def worker(task: dict) -> None:
                       "num_sequences": 30, **PAPER[task["strategy"]]}
         settings = genrec_params.section({"generation": generation}, "generation", GenerationParams,
                                          keys=STRATEGIES[task["strategy"]].params)
+        shape = model.config
+        batch = auto_batch_size(task["strategy"], settings, ITEMS, shape.n_positions - settings.horizon,
+                                shape.n_embd, shape.n_layer, group.device)
         start = time.perf_counter()
         recommend(task["strategy"], model, sequences, users, settings, group=group)
         if group.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        result = {"seconds": seconds, "rate": len(users) / seconds, "unit": "users/s"}
+        result = {"seconds": seconds, "rate": len(users) / seconds, "unit": "users/s", "batch": batch}
+    # Peak GPU memory of this process (rank 0); NaN on the CPU.
+    result["peak_gib"] = torch.cuda.max_memory_allocated(group.device) / 2**30 \
+        if group.device.type == "cuda" else float("nan")
     if group.main:
         Path(task["out"]).write_text(json.dumps(result))
     distributed.stop()
@@ -125,7 +143,7 @@ def run(task: dict, processes: int) -> dict:
     """``task`` in ``processes`` fresh processes under torch's launcher."""
     with tempfile.TemporaryDirectory() as folder:
         task = {**task, "out": f"{folder}/result.json"}
-        env = {**os.environ, "PYTHONPATH": str(ROOT),
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                "OMP_NUM_THREADS": str(distributed.threads_per_process(processes))}
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                    __file__, "--worker", json.dumps(task)]
@@ -154,7 +172,7 @@ def main() -> None:
         f"{os.cpu_count()} cores"
     print(f"synthetic set at scale {args.scale}: {sequences.num_users:,} users, {ITEMS:,} items, "
           f"{len(sequences.items):,} interactions; {where}; torch {torch.__version__}")
-    print(f"{'what':<10}{'processes':>10}{'batch':>7}{'precision':>10}{'seconds':>10}{'rate':>12}  unit")
+    print(f"{'what':<10}{'processes':>10}{'batch':>7}{'precision':>10}{'seconds':>10}{'rate':>12}{'peak GiB':>10}  unit")
     with tempfile.TemporaryDirectory() as folder:
         np.savez(f"{folder}/data.npz", indptr=sequences.indptr, items=sequences.items)
         base = {"data": f"{folder}/data.npz", "device": args.device}
@@ -164,12 +182,13 @@ def main() -> None:
                     r = run({**base, "kind": "train", "batch_size": batch_size, "precision": precision,
                              "epochs": args.epochs}, processes)
                     print(f"{'train':<10}{processes:>10}{batch_size:>7}{precision:>10}{r['seconds']:>10.1f}"
-                          f"{r['rate']:>12,.0f}  {r['unit']} (an epoch)", flush=True)
+                          f"{r['rate']:>12,.0f}{r['peak_gib']:>10.2f}  {r['unit']} (an epoch)", flush=True)
         for strategy in args.strategies:
             for processes in args.processes:
                 r = run({**base, "kind": "generate", "strategy": strategy, "eval_users": args.eval_users}, processes)
-                print(f"{strategy:<10}{processes:>10}{'auto':>7}{'fp32':>10}{r['seconds']:>10.1f}{r['rate']:>12,.0f}"
-                      f"  {r['unit']} ({min(args.eval_users, sequences.num_users):,} users)", flush=True)
+                print(f"{strategy:<10}{processes:>10}{r['batch']:>7}{'fp32':>10}{r['seconds']:>10.1f}{r['rate']:>12,.0f}"
+                      f"{r['peak_gib']:>10.2f}  {r['unit']} ({min(args.eval_users, sequences.num_users):,} users)",
+                      flush=True)
 
 
 if __name__ == "__main__":
