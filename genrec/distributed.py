@@ -18,18 +18,26 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from genrec.errors import UserError
+
 
 def launched() -> bool:
     """True inside a process that torchrun started (it sets RANK and WORLD_SIZE)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def relaunch(module: str, processes: int) -> None:
+def relaunch(module: str, processes: int, device: torch.device, label: str) -> None:
     """With ``processes`` > 1 and outside torchrun: run ``python -m module`` with this process's
     arguments again as ``processes`` processes of one group on this machine, and exit with the
-    launcher's status. Otherwise return and let the caller go on as it is."""
+    launcher's status. Otherwise return and let the caller go on as it is. ``label`` names the
+    param in messages (e.g. ``train.processes``)."""
     if processes <= 1 or launched():
         return
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and processes > gpus:  # NCCL runs one process per GPU
+        raise UserError(f"params.yaml: {label} is {processes}, but this machine has {gpus} GPU"
+                        f"{'' if gpus == 1 else 's'} and on CUDA each process needs one of its own: "
+                        f"set it to at most {gpus}, or the device to cpu for gloo processes")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                "-m", module, *sys.argv[1:]]
     # The launcher prefixes nothing and forwards every rank's output; OMP threads are split by hand.
@@ -95,7 +103,12 @@ def start(device: torch.device) -> Group:
     if not launched():
         return Group(device=device)
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"torchrun started process {local_rank} on this machine, which has "
+                            f"{torch.cuda.device_count()} GPU(s): on CUDA each process needs one of its own; "
+                            f"start at most that many per machine (--nproc-per-node)")
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

@@ -45,7 +45,7 @@ def main() -> None:
     check_unseen(data.sequences, both, data.num_items, config.k, f"{name}.k")
 
     # SASRec and BERT4Rec train on ``processes`` data-parallel processes, as GPT-2 does (genrec.distributed).
-    distributed.relaunch("stages.baseline", getattr(config, "processes", 1))
+    distributed.relaunch("stages.baseline", getattr(config, "processes", 1), device, f"{name}.processes")
     group = distributed.start(device)
     parallel = {"group": group} if hasattr(config, "processes") else {}
     try:

@@ -41,7 +41,7 @@ def main() -> None:
     num_train_items = split.train["item_id"].nunique()
     check_unseen(sequences, np.concatenate([val_users, users]), split.num_items, config.horizon,
                  "generation.horizon")
-    distributed.relaunch("stages.recommend", config.processes)
+    distributed.relaunch("stages.recommend", config.processes, device, "generation.processes")
     group = distributed.start(device)
     try:
         model = load(args.model, group.device)

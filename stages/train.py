@@ -29,7 +29,7 @@ def main() -> None:
     model_params = params.section(config, "model", ModelParams)
     train_params = params.section(config, "train", TrainParams)
     device = resolve_device(train_params.device, "train.device")
-    distributed.relaunch("stages.train", train_params.processes)
+    distributed.relaunch("stages.train", train_params.processes, device, "train.processes")
     data = Data.from_split(Split.load(args.split))
     group = distributed.start(device)
     try:

@@ -18,6 +18,7 @@ import yaml
 from genrec import distributed, training
 from genrec import model as gm
 from genrec.distributed import Group
+from genrec.errors import UserError
 from genrec.strategies import STRATEGIES, recommend
 from helpers import REPO, cyclic_walks, defaults, run_stage
 
@@ -54,11 +55,27 @@ def test_ranks_see_disjoint_shards_and_take_the_same_steps():
 
 
 def test_relaunch_does_nothing_for_one_process_or_inside_torchrun(monkeypatch):
-    distributed.relaunch("stages.train", 1)  # returns
+    cpu = torch.device("cpu")
+    distributed.relaunch("stages.train", 1, cpu, "train.processes")  # returns
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    distributed.relaunch("stages.train", 2)  # already launched: returns
+    distributed.relaunch("stages.train", 2, cpu, "train.processes")  # already launched: returns
     assert distributed.launched()
+
+
+def test_more_processes_than_gpus_is_a_user_error_before_anything_starts(monkeypatch):
+    """NCCL runs one process per GPU: 2 processes on a 1-GPU machine would fail inside rank 1
+    with a CUDA traceback; the stage says so first, naming the param."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(distributed.subprocess, "call", lambda *a, **k: pytest.fail("launched"))
+    with pytest.raises(UserError, match=r"generation.processes is 2, but this machine has 1 GPU .*at most 1"):
+        distributed.relaunch("stages.recommend", 2, torch.device("cuda"), "generation.processes")
+    # Under an outer torchrun with too many processes per machine, the extra rank says so too.
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(UserError, match=r"process 1 on this machine, which has 1 GPU.*--nproc-per-node"):
+        distributed.start(torch.device("cuda"))
 
 
 # --- generation on 2 processes -------------------------------------------------------------------
