@@ -134,9 +134,12 @@ def test_ctrl_c_during_training_is_one_line_and_keeps_the_previous_outputs(split
     # A run that would take very long, interrupted once its learning curves have begun.
     write_params(tmp_path, model=TINY_TRAIN["model"],
                  train={**TINY_TRAIN["train"], "max_epochs": 100_000, "patience": 100_000, "seed": 7})
+    # SIGINT at its default, as at a terminal: a runner started in the background (`cmd &` in a
+    # script) ignores SIGINT, and a child would inherit that and never see the Ctrl-C.
     process = subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py"), "--split", split],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list((tmp_path / "metrics").glob(".train.*/train/plots/metrics/train/loss.tsv")):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
