@@ -72,7 +72,7 @@ def synthetic(scale: float, seed: int = 0) -> UserSequences:
     owner, picked = owner[keep], chunk[keep]
     distinct = np.bincount(owner, minlength=users)
     rank = np.arange(len(owner)) - np.repeat(np.cumsum(distinct) - distinct, distinct)
-    owner, picked = owner[rank < lengths[owner]], picked[rank < lengths[owner]]
+    picked = picked[rank < lengths[owner]]
     items = np.split(picked, np.cumsum(np.minimum(distinct, lengths))[:-1])
     taken = np.zeros(ITEMS + 1, dtype=bool)
     # About 15% of users drew fewer distinct items than their length: top them up with the
