@@ -149,27 +149,32 @@ def inverse_cdf(probs: torch.Tensor, uniform: torch.Tensor | None = None) -> tor
 
 
 def sample_step(logits: torch.Tensor, temperature: float, top_k: int, exact: bool,
-                ra_scores: torch.Tensor | None, uniform: torch.Tensor | None = None) -> torch.Tensor:
-    """Draw the next item of every sequence from filtered ``logits`` (B, S, V); add each
-    item's sampling probability to ``ra_scores`` (B, V) when given. ``uniform`` (B, S):
-    the random numbers of the fast sampler. Returns (B, S)."""
+                relevance: list[tuple[int, torch.Tensor]], uniform: torch.Tensor | None = None) -> torch.Tensor:
+    """Draw the next item of every sequence from filtered ``logits`` (B, S, V). For each
+    ``(n, scores)`` of ``relevance``, add the sampling probability of each item in the first n
+    sequences to ``scores`` (B, V). ``uniform`` (B, S): the random numbers of the fast sampler.
+    Returns (B, S)."""
     B, S, V = logits.shape
     if exact:  # generate()'s arithmetic and random draws, for tests against the reference
         probs = sample_filter(logits, temperature, top_k).softmax(dim=-1)
-        if ra_scores is not None:
-            ra_scores += probs.sum(dim=1)
+        add_relevance(relevance, probs)
         return torch.multinomial(probs.reshape(B * S, V), num_samples=1).view(B, S)
     if 0 < top_k < V:
         # Only the k best items can be drawn: sample among them, never touching the rest.
         values, index = torch.topk(logits, top_k, dim=-1)  # (B, S, k)
         probs = (values / temperature).softmax(dim=-1)
-        if ra_scores is not None:
-            ra_scores.scatter_add_(1, index.reshape(B, -1), probs.reshape(B, -1))
+        for n, scores in relevance:
+            scores.scatter_add_(1, index[:, :n].reshape(B, -1), probs[:, :n].reshape(B, -1))
         return index.gather(-1, inverse_cdf(probs, uniform)[..., None]).squeeze(-1)
     probs = (logits / temperature).softmax(dim=-1)
-    if ra_scores is not None:
-        ra_scores += probs.sum(dim=1)
+    add_relevance(relevance, probs)
     return inverse_cdf(probs, uniform)
+
+
+def add_relevance(relevance: list[tuple[int, torch.Tensor]], probs: torch.Tensor) -> None:
+    """Add each item's probability summed over the first n sequences of ``probs`` (B, S, V)."""
+    for n, scores in relevance:
+        scores += probs[:, :n].sum(dim=1)
 
 
 @torch.no_grad()
@@ -183,23 +188,36 @@ def greedy(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon:
 @torch.no_grad()
 def sample(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, *, num_sequences: int = 1,
            temperature: float = 1.0, top_k: int = 0, relevance: bool = False, exact: bool = False,
-           uniforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+           uniforms: torch.Tensor | None = None, prefixes: tuple[int, ...] | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor] | None]:
     """``num_sequences`` sequences per user of ``horizon`` items sampled from softmax(logits /
     ``temperature``), cut to the ``top_k`` most likely items per step when ``top_k`` > 0.
 
     Returns the items (B, S, horizon) and, with ``relevance``, each item's summed sampling
-    probability over sequences and steps (B, V), the RA score. ``exact`` samples with
-    ``torch.multinomial`` exactly as ``generate()`` does (same random draws); the default draws
-    from the same distributions faster, with the numbers ``uniforms`` (B, S, horizon) when given.
+    probability over sequences and steps (B, V), the RA score. With ``prefixes`` as well, a list
+    of those scores over the first n sequences, one (B, V) per n: each sequence has its own
+    random numbers (``uniforms[:, s]``), so the first n sequences of a draw are a draw of n,
+    and one draw serves every n. (Only up to float rounding the same numbers as a draw of n
+    alone: the matrix products see more rows, which can change logits in the last bit.)
+    ``exact`` samples with ``torch.multinomial`` exactly as ``generate()`` does (same random
+    draws); the default draws from the same distributions faster, with the numbers ``uniforms``
+    (B, S, horizon) when given.
     """
     V = seen.shape[1]
-    ra_scores = torch.zeros(prompts.shape[0], V, device=prompts.device) if relevance else None
+    counts = (num_sequences,) if prefixes is None else prefixes
+    if max(counts) > num_sequences:
+        raise ValueError(f"prefixes {counts} ask for more than the {num_sequences} sequences drawn")
+    sums = [(n, torch.zeros(prompts.shape[0], V, device=prompts.device)) for n in counts] if relevance else []
 
     def draw(logits: torch.Tensor, t: int) -> torch.Tensor:
         uniform = None if uniforms is None else uniforms[:, :, t]
-        return sample_step(logits, temperature, top_k, exact, ra_scores, uniform)
+        return sample_step(logits, temperature, top_k, exact, sums, uniform)
 
-    return _decode(decoder, prompts, seen, horizon, num_sequences, draw), ra_scores
+    items = _decode(decoder, prompts, seen, horizon, num_sequences, draw)
+    if not relevance:
+        return items, None
+    scores = [s for _, s in sums]
+    return items, (scores if prefixes is not None else scores[0])
 
 
 def _decode(decoder: Decoder, prompts: torch.Tensor, seen: torch.Tensor, horizon: int, num_sequences: int,

@@ -105,10 +105,10 @@ def _beam(decoder, prompts, seen, params, exact=False, uniforms=None):
     return engine.beam_search(decoder, prompts, seen, params.horizon, params.num_beams), None
 
 
-def _sampled(decoder, prompts, seen, params, exact, uniforms, num_sequences=1, relevance=False):
+def _sampled(decoder, prompts, seen, params, exact, uniforms, num_sequences=1, relevance=False, prefixes=None):
     return engine.sample(decoder, prompts, seen, params.horizon, num_sequences=num_sequences,
                          temperature=params.temperature, top_k=params.top_k, relevance=relevance, exact=exact,
-                         uniforms=uniforms)
+                         uniforms=uniforms, prefixes=prefixes)
 
 
 def _sampling(decoder, prompts, seen, params, exact=False, uniforms=None):
@@ -120,14 +120,25 @@ def _aggregated(scores: torch.Tensor, seen: torch.Tensor, horizon: int) -> tuple
     return ranked, scores.gather(1, ranked)
 
 
-def _rra(decoder, prompts, seen, params, exact=False, uniforms=None):
+# RRA and RA take ``counts``: the list of each number of sequences in it, from one draw of
+# params.num_sequences (the largest), whose first n sequences are a draw of n (engine.sample).
+def _rra(decoder, prompts, seen, params, counts, exact=False, uniforms=None):
     items, _ = _sampled(decoder, prompts, seen, params, exact, uniforms, params.num_sequences)
-    return _aggregated(engine.reciprocal_rank_scores(items, seen.shape[1]), seen, params.horizon)
+    return [_aggregated(engine.reciprocal_rank_scores(items[:, :n], seen.shape[1]), seen, params.horizon)
+            for n in counts]
 
 
-def _ra(decoder, prompts, seen, params, exact=False, uniforms=None):
-    _, scores = _sampled(decoder, prompts, seen, params, exact, uniforms, params.num_sequences, relevance=True)
-    return _aggregated(scores, seen, params.horizon)
+def _ra(decoder, prompts, seen, params, counts, exact=False, uniforms=None):
+    _, sums = _sampled(decoder, prompts, seen, params, exact, uniforms, params.num_sequences, relevance=True,
+                       prefixes=tuple(counts))
+    return [_aggregated(scores, seen, params.horizon) for scores in sums]
+
+
+def _one_count(batch_of_counts: Callable) -> Batch:
+    """The batch of the setting's own number of sequences."""
+    def batch(decoder, prompts, seen, params, exact=False, uniforms=None):
+        return batch_of_counts(decoder, prompts, seen, params, (params.num_sequences,), exact, uniforms)[0]
+    return batch
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,9 @@ class Strategy:
     # (decoder, prompts, seen, params, exact, uniforms) -> items (B, K), scores (B, K) or None;
     # None for topk, which needs no autoregression (one forward pass, genrec.model.top_next_items).
     batch: Batch | None = None
+    # rra, ra: (decoder, prompts, seen, params, counts, exact, uniforms) -> one (items, scores) per
+    # number of sequences in ``counts``, all from one draw (tuning shares it over its num_sequences grid).
+    batch_of_counts: Callable | None = None
 
     @property
     def params(self) -> list[str]:
@@ -160,8 +174,10 @@ STRATEGIES = {s.name: s for s in (
     Strategy("greedy", batch=_greedy),
     Strategy("beam", ("num_beams",), width_key="num_beams", batch=_beam),
     Strategy("sampling", ("temperature", "top_k"), sampled=True, batch=_sampling),
-    Strategy("rra", ("temperature", "top_k", "num_sequences"), sampled=True, width_key="num_sequences", batch=_rra),
-    Strategy("ra", ("temperature", "top_k", "num_sequences"), sampled=True, width_key="num_sequences", batch=_ra),
+    Strategy("rra", ("temperature", "top_k", "num_sequences"), sampled=True, width_key="num_sequences",
+             batch=_one_count(_rra), batch_of_counts=_rra),
+    Strategy("ra", ("temperature", "top_k", "num_sequences"), sampled=True, width_key="num_sequences",
+             batch=_one_count(_ra), batch_of_counts=_ra),
 )}
 
 
@@ -206,6 +222,28 @@ def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
     processes each rank recommends for its share of the users and every rank gets all the lists,
     in user order: the same as one process's, since a user's random numbers are its own and
     each batch holds the same users."""
+    return _recommend(strategy, model, sequences, users, params, None, streams, progress, group)[0]
+
+
+def recommend_counts(strategy: str, model, sequences: UserSequences, users: np.ndarray, params: GenerationParams,
+                     counts: list[int], progress: str | None = None,
+                     group: Group = SINGLE) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``recommend`` of rra or ra for each number of sequences in ``counts``, from one draw of
+    max(counts) sequences per user, at the cost of one generation instead of one per count.
+    A user's random numbers are laid out sequence by sequence, so the first n sequences of the
+    draw are those ``recommend`` draws with ``num_sequences`` n, up to float rounding (the
+    matrix products see more rows, which can move a logit in its last bit; on ml-100k no
+    validation metric of the tuning grids moved: benchmarks/bench_tuning.py)."""
+    if STRATEGIES[strategy].batch_of_counts is None:
+        raise ValueError(f"{strategy} keeps no sequences to share between sequence counts")
+    widest = params.model_copy(update={"num_sequences": max(counts)})
+    return _recommend(strategy, model, sequences, users, widest, list(counts), None, progress, group)
+
+
+def _recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray, params: GenerationParams,
+               counts: list[int] | None, streams: np.ndarray | None, progress: str | None,
+               group: Group) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One (items, scores) per number of sequences in ``counts``; one, of the setting's own, without."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     model.eval()  # no dropout: recommendations must not change between runs
@@ -214,39 +252,43 @@ def recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray,
     window = config.n_positions - params.horizon  # room for the generated items
     batch_size = auto_batch_size(strategy, params, config.vocab_size - 1, window, config.n_embd,
                                  config.n_layer, device)
+    lists = 1 if counts is None else len(counts)
     if len(users) == 0:  # a rank with no batch of its own
-        return np.zeros((0, params.horizon), dtype=np.int64), np.zeros((0, params.horizon), dtype=np.float32)
+        return [(np.zeros((0, params.horizon), dtype=np.int64), np.zeros((0, params.horizon), dtype=np.float32))
+                for _ in range(lists)]
     if group.world > 1:
         # Whole batches of rank 0's batch size per rank: every batch holds the users it would
         # hold in one process, so the arithmetic, and the lists, are the same to the bit.
         batch_size = int(group.broadcast([batch_size])[0])
         part = group.shard(-(-len(users) // batch_size))
         rows = slice(part.start * batch_size, part.stop * batch_size)
-        items, scores = recommend(strategy, model, sequences, np.asarray(users)[rows],
-                                  params.model_copy(update={"batch_size": batch_size}),
-                                  None if streams is None else np.asarray(streams)[rows], progress)
-        return group.gather(items), group.gather(scores)
+        shares = _recommend(strategy, model, sequences, np.asarray(users)[rows],
+                            params.model_copy(update={"batch_size": batch_size}), counts,
+                            None if streams is None else np.asarray(streams)[rows], progress, SINGLE)
+        return [(group.gather(items), group.gather(scores)) for items, scores in shares]
     kind = STRATEGIES[strategy]
     if kind.batch is None:
         items, scores = top_next_items(model, sequences, users, window, params.horizon, batch_size)
-        return items.numpy(), scores.numpy()
+        return [(items.numpy(), scores.numpy())]
     # Every (user, sequence, step) gets its own random number, drawn up front from the seed,
     # so sampled recommendations depend on the seed and the user, not on the batch size or device.
     uniforms = user_uniforms(params.seed, users if streams is None else streams,
                              (kind.width(params), params.horizon)) if kind.sampled else None
     decoder = engine.Decoder(model)
-    out, out_scores = [], []
+    out = [([], []) for _ in range(lists)]
     bar = Progress(len(users), progress, "users") if progress else None
     for start in range(0, len(users), batch_size):
         batch = np.asarray(users[start:start + batch_size])
         prompts = torch.from_numpy(sequences.last_items(batch, window, side="left")).to(device)
         seen = sequences.seen_mask(batch, config.vocab_size - 1, device)
         batch_uniforms = None if uniforms is None else uniforms[start:start + batch_size].to(device)
-        items, scores = kind.batch(decoder, prompts, seen, params, uniforms=batch_uniforms)
-        out.append(items.cpu())
-        out_scores.append(torch.full(items.shape, torch.nan) if scores is None else scores.cpu())
+        results = ([kind.batch(decoder, prompts, seen, params, uniforms=batch_uniforms)] if counts is None
+                   else kind.batch_of_counts(decoder, prompts, seen, params, counts, uniforms=batch_uniforms))
+        for (items_out, scores_out), (items, scores) in zip(out, results):
+            items_out.append(items.cpu())
+            scores_out.append(torch.full(items.shape, torch.nan) if scores is None else scores.cpu())
         if bar:
             bar.update(len(batch))
     if bar:
         bar.close()
-    return torch.cat(out).numpy(), torch.cat(out_scores).numpy()
+    return [(torch.cat(items).numpy(), torch.cat(scores).numpy()) for items, scores in out]

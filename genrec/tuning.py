@@ -3,6 +3,8 @@
 Every point of the strategy's grid recommends for the validation users and is scored
 against their held-out items; the best NDCG@K wins, ties going to the earlier point.
 Only validation users and their targets are passed in, so test data cannot sway the choice.
+RRA and RA generate once for all the points that differ only in ``num_sequences``: the lists
+of n sequences come from the first n of the largest draw (``strategies.recommend_counts``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from genrec import metrics
 from genrec.distributed import SINGLE, Group
 from genrec.progress import Progress
 from genrec.sequences import UserSequences
-from genrec.strategies import GenerationParams, recommend
+from genrec.strategies import STRATEGIES, GenerationParams, recommend, recommend_counts
 
 
 def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targets: pd.DataFrame,
@@ -27,8 +29,11 @@ def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targ
     rows, best, best_recs = [], None, None
     bar = Progress(len(grid), f"{strategy} tuning on {len(users)} validation users", "settings") \
         if show_progress and len(grid) > 1 else None
+    shared = {}  # grid index -> lists made with an earlier point's draw
     for index, point in enumerate(grid):
-        recs, _ = recommend(strategy, model, sequences, users, point, group=group)
+        if index not in shared:
+            shared.update(_lists(strategy, model, sequences, users, grid, index, group))
+        recs, _ = shared.pop(index)
         summary, _ = metrics.evaluate(recs, users, targets, num_train_items)
         rows.append({**point.chosen(strategy), **summary})
         if best is None or summary[key] > rows[best][key]:  # strictly better: ties keep the earlier point
@@ -40,3 +45,16 @@ def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targ
     table = pd.DataFrame(rows)
     table.insert(len(grid[0].chosen(strategy)), "chosen", np.arange(len(grid)) == best)
     return grid[best], table, best_recs
+
+
+def _lists(strategy: str, model, sequences: UserSequences, users: np.ndarray, grid: list[GenerationParams],
+           index: int, group: Group) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The lists of grid point ``index``, with those of the later points that share its draw."""
+    point = grid[index]
+    if STRATEGIES[strategy].batch_of_counts is None:
+        return {index: recommend(strategy, model, sequences, users, point, group=group)}
+    rest = point.model_copy(update={"num_sequences": None})
+    same = [i for i in range(index, len(grid)) if grid[i].model_copy(update={"num_sequences": None}) == rest]
+    lists = recommend_counts(strategy, model, sequences, users, point, [grid[i].num_sequences for i in same],
+                             group=group)
+    return dict(zip(same, lists))

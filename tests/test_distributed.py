@@ -85,9 +85,10 @@ import sys
 import numpy as np
 from genrec import distributed, model, params
 from genrec.sequences import UserSequences
-from genrec.strategies import GenerationParams, STRATEGIES, recommend
+from genrec.strategies import GenerationParams, STRATEGIES, recommend, recommend_counts
 import torch
 folder = sys.argv[1]
+COUNTS = [2, 5, 3]
 group = distributed.start(torch.device("cpu"))
 net = model.load(folder + "/model", group.device)
 data = np.load(folder + "/data.npz")
@@ -97,6 +98,10 @@ out = {}
 for name in STRATEGIES:
     items, scores = recommend(name, net, sequences, data["users"], config, group=group)
     out[name + "_items"], out[name + "_scores"] = items, scores
+for name in ("rra", "ra"):  # tuning's draw shared between sequence counts
+    for n, (items, scores) in zip(COUNTS, recommend_counts(name, net, sequences, data["users"], config, COUNTS,
+                                                           group=group)):
+        out[f"{name}_{n}_items"], out[f"{name}_{n}_scores"] = items, scores
 if group.main:
     np.savez(folder + "/two.npz", **out)
 distributed.stop()
@@ -130,6 +135,11 @@ def test_two_processes_recommend_what_one_does(tmp_path):
         items, scores = recommend(name, model, sequences, users, config)
         np.testing.assert_array_equal(two[name + "_items"], items, err_msg=name)
         np.testing.assert_array_equal(two[name + "_scores"], scores, err_msg=name)
+    for name in ("rra", "ra"):
+        for n in (2, 5, 3):
+            items, scores = recommend(name, model, sequences, users, config.model_copy(update={"num_sequences": n}))
+            np.testing.assert_array_equal(two[f"{name}_{n}_items"], items, err_msg=f"{name} {n}")
+            np.testing.assert_allclose(two[f"{name}_{n}_scores"], scores, rtol=1e-6, err_msg=f"{name} {n}")
 
 
 # --- the stages on 2 processes -------------------------------------------------------------------

@@ -284,3 +284,29 @@ def test_reference_sampling_draws_one_sequence_whatever_num_sequences():
     torch.manual_seed(5)
     many = reference.generate(MODEL, PROMPTS, SEEN, HORIZON, strategy="sampling", num_sequences=7, temperature=0.7)
     assert torch.equal(one, many)
+
+
+@pytest.mark.parametrize("top_k", [0, 3])
+def test_the_first_n_sequences_of_a_draw_are_a_draw_of_n(top_k):
+    """Sequences take their random numbers row by row, so one draw of 7 holds the draws of 2
+    and of 5: their items, and with ``prefixes`` their RA scores (to float rounding: the
+    products of 7 sequences and of 2 may round a logit differently)."""
+    uniforms = torch.rand(len(PROMPTS), 7, HORIZON, generator=torch.Generator().manual_seed(3))
+    options = dict(temperature=0.8, top_k=top_k, relevance=True)
+    items, sums = engine.sample(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=7, uniforms=uniforms,
+                                prefixes=(2, 7, 5), **options)
+    assert len(sums) == 3
+    for n, scores in zip((2, 7, 5), sums):
+        alone, alone_scores = engine.sample(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=n,
+                                            uniforms=uniforms[:, :n], **options)
+        assert torch.equal(items[:, :n], alone)
+        torch.testing.assert_close(scores, alone_scores, rtol=1e-6, atol=1e-7)
+    assert torch.equal(sums[1], engine.sample(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=7, uniforms=uniforms,
+                                              **options)[1])  # all 7: the draw's own scores, to the bit
+    assert not torch.allclose(sums[0], sums[1])
+
+
+def test_prefixes_cannot_exceed_the_draw():
+    with pytest.raises(ValueError, match="more than the 3 sequences"):
+        engine.sample(DECODER, PROMPTS, SEEN, HORIZON, num_sequences=3, relevance=True, prefixes=(2, 4))
+

@@ -11,7 +11,8 @@ from genrec import model as gm
 from genrec import engine, params, reference
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
-from genrec.strategies import STRATEGIES, GenerationParams, auto_batch_size, recommend, user_uniforms
+from genrec.strategies import (STRATEGIES, GenerationParams, auto_batch_size, recommend, recommend_counts,
+                               user_uniforms)
 from helpers import defaults
 
 
@@ -269,6 +270,27 @@ def test_a_users_sampled_items_do_not_depend_on_the_other_users(strategy):
     for row, user in enumerate(USERS):
         alone, _ = recommend(strategy, MODEL, SEQUENCES, np.array([user]), PARAMS)
         np.testing.assert_array_equal(alone[0], together[row])
+
+
+@pytest.mark.parametrize("strategy", ["rra", "ra"])
+@pytest.mark.parametrize("changes", [{"top_k": 0}, {"top_k": 10}, {"top_k": 0, "batch_size": 2}])
+def test_one_draw_gives_the_list_of_each_num_sequences(strategy, changes):
+    """recommend_counts (tuning's shared draw) gives, for each number of sequences, the items
+    and (to float rounding) the scores that recommend gives with num_sequences set to it."""
+    counts = [3, 1, 6]
+    lists = recommend_counts(strategy, MODEL, SEQUENCES, USERS, PARAMS.model_copy(update=changes), counts)
+    assert len(lists) == len(counts)
+    for n, (items, scores) in zip(counts, lists):
+        alone_items, alone_scores = recommend(strategy, MODEL, SEQUENCES, USERS,
+                                              PARAMS.model_copy(update={**changes, "num_sequences": n}))
+        np.testing.assert_array_equal(items, alone_items, err_msg=f"{n} sequences")
+        np.testing.assert_allclose(scores, alone_scores, rtol=1e-6, err_msg=f"{n} sequences")
+    assert not np.array_equal(lists[1][1], lists[2][1])  # the counts do give other scores
+
+
+def test_only_rra_and_ra_share_a_draw_between_counts():
+    with pytest.raises(ValueError, match="beam keeps no sequences to share"):
+        recommend_counts("beam", MODEL, SEQUENCES, USERS, PARAMS, [1, 2])
 
 
 def test_user_uniforms_are_per_user_streams():

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from genrec import metrics
+from genrec import engine, metrics
 from genrec import model as gm
 from genrec.sequences import UserSequences
 from genrec.strategies import recommend
@@ -71,6 +71,26 @@ def test_tune_picks_the_first_validation_argmax(strategy):
     assert chosen == grid[best] and table["chosen"].tolist().index(True) == best
     for key, value in chosen.chosen(strategy).items():
         assert table.loc[best, key] == value
+    np.testing.assert_array_equal(recs, recommend(strategy, MODEL, SEQUENCES, VAL_USERS, grid[best])[0])
+
+
+@pytest.mark.parametrize("strategy", ["rra", "ra"])
+def test_one_draw_serves_the_points_that_differ_in_num_sequences(strategy, monkeypatch):
+    """RRA and RA generate once per (temperature, top_k), for the largest num_sequences; every
+    row is still exactly the point's own validation metrics and the choice is unchanged."""
+    config = CONFIG.model_copy(update={"num_sequences": [3, 6, 1], "top_k": [0, 5]})
+    grid = config.grid(strategy)
+    direct = [metrics.evaluate(recommend(strategy, MODEL, SEQUENCES, VAL_USERS, point)[0], VAL_USERS, VALIDATION,
+                               NUM_ITEMS)[0] for point in grid]
+    draws = []
+    sample = engine.sample
+    monkeypatch.setattr(engine, "sample", lambda *a, **k: draws.append(k["num_sequences"]) or sample(*a, **k))
+    chosen, table, recs = tune(strategy, MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, config,
+                               show_progress=False)
+    assert draws == [6] * 6  # 3 temperatures x 2 top_k, one batch of users each
+    assert table.drop(columns="chosen").to_dict("records") == [{**p.chosen(strategy), **d} for p, d in zip(grid, direct)]
+    best = int(np.argmax([d[f"ndcg@{HORIZON}"] for d in direct]))
+    assert chosen == grid[best]
     np.testing.assert_array_equal(recs, recommend(strategy, MODEL, SEQUENCES, VAL_USERS, grid[best])[0])
 
 
