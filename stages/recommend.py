@@ -12,6 +12,7 @@ import numpy as np
 from genrec import distributed, metrics, params
 from genrec.errors import stage_main
 from genrec.device import resolve_device
+from genrec.engine import keep_freed_memory
 from genrec.io import atomic_path, require_input
 from genrec.model import load
 from genrec.sequences import Split, check_unseen
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics")
     args = parser.parse_args()
     strategy = args.strategy
+    keep_freed_memory()
 
     # Read and check every param before the model is loaded.
     config = params.section(params.load(), "generation", GenerationParams, keys=STRATEGIES[strategy].params)
