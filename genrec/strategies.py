@@ -120,8 +120,8 @@ def _aggregated(scores: torch.Tensor, seen: torch.Tensor, horizon: int) -> tuple
     return ranked, scores.gather(1, ranked)
 
 
-# RRA and RA take ``counts``: the list of each number of sequences in it, from one draw of
-# params.num_sequences (the largest), whose first n sequences are a draw of n (engine.sample).
+# RRA and RA return one (items, scores) per number of sequences in ``counts``, all from one draw
+# of params.num_sequences (the largest): its first n sequences are a draw of n (engine.sample).
 def _rra(decoder, prompts, seen, params, counts, exact=False, uniforms=None):
     items, _ = _sampled(decoder, prompts, seen, params, exact, uniforms, params.num_sequences)
     return [_aggregated(engine.reciprocal_rank_scores(items[:, :n], seen.shape[1]), seen, params.horizon)
