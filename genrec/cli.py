@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from genrec.engine import keep_freed_memory
 from genrec.errors import UserError
 from genrec.io import atomic_path
 from genrec.recommender import Recommender
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> str:
         raise UserError("--output goes with --input; --history and --user print their recommendations")
     if args.input:
         histories = read_histories(args.input)
+        keep_freed_memory()  # many users: the strategy stages' batches, and their allocation pattern
     else:
         # One history is a few small matrix products: threads only add overhead (and on a
         # busy machine spin-wait for cores); measured in benchmarks/bench_recommend.py.
