@@ -34,9 +34,10 @@ def keep_freed_memory() -> None:
 
     Each generation step allocates and frees (users, sequences, items) tensors of tens of MB.
     glibc serves blocks that large with fresh pages from the kernel and returns them on free,
-    so every step pays the page faults again: a third of an RRA grid point's time on a 2-core
-    CPU (benchmarks/bench_tuning.py). Only the speed changes, never a number. For processes
-    that generate and then exit (the strategy stages); elsewhere (no glibc) it does nothing.
+    so every step pays the page faults again: a fifth to a third of RRA's and RA's tuning time
+    on a 2-core CPU (benchmarks/bench_tuning.py). Only the speed changes, never a number. For
+    processes that generate and then exit (the strategy stages, ``genrec recommend --input``);
+    without glibc it does nothing.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
