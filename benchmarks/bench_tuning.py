@@ -1,8 +1,8 @@
 """Tuning speed of the strategy stages: one draw per grid point against draws shared over the
 num_sequences grid, each with glibc's default allocator and with ``engine.keep_freed_memory``.
 
-Runs each strategy's validation grid from params.yaml on the pipeline's own model and split
-(data/model, data/split: run `dvc repro train` first) in four ways, each in a fresh process
+Runs each strategy's validation grid from params.yaml on the CPU, with the pipeline's own model
+and split (data/model, data/split: run `dvc repro train` first), in four ways, each in a fresh process
 (the allocator setting holds for the whole process), and prints seconds, the ratio to the
 first way, and whether the grid's validation metrics and the chosen lists are identical to
 the first way's, to the bit.
