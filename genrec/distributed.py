@@ -26,6 +26,10 @@ def launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def _gpus(count: int) -> str:
+    return f"{count} GPU{'' if count == 1 else 's'}"
+
+
 def relaunch(module: str, processes: int, device: torch.device, label: str) -> None:
     """With ``processes`` > 1 and outside torchrun: run ``python -m module`` with this process's
     arguments again as ``processes`` processes of one group on this machine, and exit with the
@@ -33,11 +37,10 @@ def relaunch(module: str, processes: int, device: torch.device, label: str) -> N
     param in messages (e.g. ``train.processes``)."""
     if processes <= 1 or launched():
         return
-    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
-    if device.type == "cuda" and processes > gpus:  # NCCL runs one process per GPU
-        raise UserError(f"params.yaml: {label} is {processes}, but this machine has {gpus} GPU"
-                        f"{'' if gpus == 1 else 's'} and on CUDA each process needs one of its own: "
-                        f"set it to at most {gpus}, or the device to cpu for gloo processes")
+    if device.type == "cuda" and processes > (gpus := torch.cuda.device_count()):  # NCCL: one process per GPU
+        raise UserError(f"params.yaml: {label} is {processes}, but this machine has {_gpus(gpus)} and on CUDA "
+                        f"each process needs one of its own: set it to at most {gpus}, or the device to cpu "
+                        "for gloo processes")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                "-m", module, *sys.argv[1:]]
     # The launcher prefixes nothing and forwards every rank's output; OMP threads are split by hand.
@@ -104,10 +107,10 @@ def start(device: torch.device) -> Group:
         return Group(device=device)
     if device.type == "cuda":
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        if local_rank >= torch.cuda.device_count():
-            raise UserError(f"torchrun started process {local_rank} on this machine, which has "
-                            f"{torch.cuda.device_count()} GPU(s): on CUDA each process needs one of its own; "
-                            f"start at most that many per machine (--nproc-per-node)")
+        if local_rank >= (gpus := torch.cuda.device_count()):
+            raise UserError(f"torchrun started process {local_rank} on this machine, which has {_gpus(gpus)}: "
+                            "on CUDA each process needs one of its own; start at most that many per machine "
+                            "(--nproc-per-node)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
