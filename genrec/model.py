@@ -16,7 +16,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from genrec import training
 from genrec.distributed import SINGLE, Group
 from genrec.errors import UserError
-from genrec.params import AtLeast1, Dropout, Section
+from genrec.params import AtLeast1, Dropout, Section, require_multiple
 from genrec.ranking import PADDING, mask_seen, top_k_stable
 from genrec.sequences import UserSequences
 from genrec.training import Data, EpochResult, TrainParams, TrainResult
@@ -31,27 +31,18 @@ class ModelParams(Section):
 
     @model_validator(mode="after")
     def _heads_divide_the_embedding(self) -> ModelParams:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+        require_multiple("model", self, "n_embd", of="n_head")
         return self
 
 
 def build(num_items: int, params: ModelParams) -> GPT2LMHeadModel:
-    """A randomly initialised GPT-2 whose vocabulary is the item ids 0..num_items."""
-    config = GPT2Config(
-        vocab_size=num_items + 1,
-        n_positions=params.n_positions,
-        n_embd=params.n_embd,
-        n_layer=params.n_layer,
-        n_head=params.n_head,
-        resid_pdrop=params.dropout,
-        embd_pdrop=params.dropout,
-        attn_pdrop=params.dropout,
-        # No special tokens: every id is an item and generation never stops early.
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=PADDING,
-    )
+    """A randomly initialised GPT-2 whose vocabulary is the item ids 0..num_items. The ``model``
+    keys other than ``dropout`` are GPT2Config's own; ``dropout`` is all three of its dropouts."""
+    dropout = params.dropout
+    config = GPT2Config(vocab_size=num_items + 1, **params.model_dump(exclude={"dropout"}),
+                        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+                        # No special tokens: every id is an item and generation never stops early.
+                        bos_token_id=None, eos_token_id=None, pad_token_id=PADDING)
     return GPT2LMHeadModel(config)
 
 

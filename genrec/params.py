@@ -40,6 +40,14 @@ Dropout = Annotated[float, Field(ge=0, lt=1)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
+def require_multiple(section: str, params: Section, key: str, of: str) -> None:
+    """For a section's own validator: ``params.<key>`` must be a whole multiple of ``params.<of>``
+    (a ``ValueError`` that ``section`` turns into its one-line message, naming both keys)."""
+    value, unit = getattr(params, key), getattr(params, of)
+    if value % unit:
+        raise ValueError(f"{section}.{key} ({value}) must be a multiple of {section}.{of} ({unit})")
+
+
 def _value_or_grid(value: Any) -> str:
     return "grid" if isinstance(value, list) else "value"
 

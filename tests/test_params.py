@@ -85,6 +85,18 @@ def test_bad_sections_are_one_line_naming_the_key(section, message):
     assert str(error.value) == f"params.yaml: {message}"
 
 
+@pytest.mark.parametrize("name, changes, message", [
+    ("model", {"n_embd": 30, "n_head": 4}, "model.n_embd (30) must be a multiple of model.n_head (4)"),
+    ("sasrec", {"hidden": 60, "heads": 8}, "sasrec.hidden (60) must be a multiple of sasrec.heads (8)"),
+    ("bert4rec", {"hidden": 10, "heads": 3}, "bert4rec.hidden (10) must be a multiple of bert4rec.heads (3)"),
+    ("bpr", {"max_epochs": 200, "eval_every": 3}, "bpr.max_epochs (200) must be a multiple of bpr.eval_every (3)"),
+])
+def test_keys_that_must_divide_name_both(name, changes, message):
+    with pytest.raises(UserError) as error:
+        params.section({name: section_values(name, **changes)}, name, section_models()[name])
+    assert str(error.value) == f"params.yaml: {message}"
+
+
 def test_missing_section():
     with pytest.raises(UserError, match=r"^params\.yaml: section 'train' is missing or not a mapping$"):
         params.section({"model": {}}, "train", TrainParams)

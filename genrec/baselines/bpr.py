@@ -25,8 +25,10 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.recommender_base import ModelFitError
 from pydantic import Field, model_validator
 
-from genrec.params import AtLeast0, AtLeast1, PositiveFloat, Section
-from genrec.training import Data, EpochResult, TrainResult, early_stopping, recommend
+from genrec.baselines.common import fit_then_recommend
+from genrec.distributed import SINGLE, Group
+from genrec.params import AtLeast0, AtLeast1, PositiveFloat, Section, require_multiple
+from genrec.training import Data, EpochResult, TrainResult, early_stopping
 
 TRAINED = True
 
@@ -44,9 +46,7 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _whole_validation_rounds(self) -> Params:
-        if self.max_epochs % self.eval_every:
-            raise ValueError(f"bpr.max_epochs ({self.max_epochs}) must be a multiple of "
-                             f"bpr.eval_every ({self.eval_every})")
+        require_multiple("bpr", self, "max_epochs", of="eval_every")
         return self
 
 
@@ -66,8 +66,17 @@ def scores(model: BayesianPersonalizedRanking, users: np.ndarray) -> torch.Tenso
     return torch.from_numpy(model.user_factors[users] @ model.item_factors.T)
 
 
-def fit(data: Data, params: Params, on_epoch: Callable[[EpochResult], None] = lambda result: None):
-    """Train; return the model holding the best epoch's factors, and the ``TrainResult``."""
+def scorer(model: BayesianPersonalizedRanking, data: Data, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
+    """Users -> their ``scores`` (computed on the CPU, by numpy)."""
+    return lambda users: scores(model, users)
+
+
+def fit(data: Data, params: Params, device: torch.device = torch.device("cpu"),
+        on_epoch: Callable[[EpochResult], None] = lambda result: None,
+        group: Group = SINGLE) -> tuple[BayesianPersonalizedRanking, TrainResult]:
+    """Train; return the model holding the best epoch's factors, and the ``TrainResult``. The
+    signature is the other trained baselines': ``implicit`` trains on the CPU in this one process,
+    whatever ``device`` and ``group`` say."""
     matrix = user_items(data)
     model = BayesianPersonalizedRanking(
         factors=params.factors, learning_rate=params.lr, regularization=params.regularization,
@@ -95,10 +104,4 @@ def fit(data: Data, params: Params, on_epoch: Callable[[EpochResult], None] = la
     return model, result
 
 
-def fit_recommend(data: Data, users: np.ndarray, params: Params, device: torch.device | None = None,
-                  on_epoch: Callable[[EpochResult], None] = lambda result: None
-                  ) -> tuple[np.ndarray, TrainResult]:
-    """Train with early stopping, then recommend ``k`` unseen items to each of ``users`` (CPU only)."""
-    model, result = fit(data, params, on_epoch)
-    recs = recommend(lambda batch: scores(model, batch), data.sequences, users, params.k)
-    return recs, result
+fit_recommend = fit_then_recommend(fit, scorer)

@@ -10,7 +10,7 @@ import torch
 from pydantic import Field, model_validator
 
 from genrec.distributed import SINGLE, Group
-from genrec.params import AtLeast1, Dropout
+from genrec.params import AtLeast1, Dropout, require_multiple
 from genrec import training
 from genrec.training import Data, EpochResult, LoopParams, TrainResult, recommend, training_users
 
@@ -30,9 +30,7 @@ class TransformerParams(LoopParams):
 
     @model_validator(mode="after")
     def _heads_divide_the_hidden_size(self) -> TransformerParams:
-        if self.hidden % self.heads:
-            raise ValueError(f"{self.SECTION}.hidden ({self.hidden}) must be divisible by "
-                             f"{self.SECTION}.heads ({self.heads})")
+        require_multiple(self.SECTION, self, "hidden", of="heads")
         return self
 
 
