@@ -12,7 +12,6 @@ import hashlib
 import http.client
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tempfile

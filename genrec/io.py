@@ -1,7 +1,9 @@
-"""Atomic file output: a stage that fails leaves no partial or corrupt files behind."""
+"""A stage's paths: its command line, its inputs checked, its outputs written atomically (a stage
+that fails leaves no partial or corrupt files behind)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -11,6 +13,16 @@ from pathlib import Path
 from typing import Iterator
 
 from genrec.errors import UserError
+
+
+def stage_arguments(doc: str, **paths: str | None) -> argparse.ArgumentParser:
+    """A stage's command line: an option ``--<key> PATH`` for each keyword, whose default is the
+    path dvc.yaml passes (None: the stage derives it), so that the stage also runs by hand from
+    the repository root. The stage adds its positional arguments and parses."""
+    parser = argparse.ArgumentParser(description=doc)
+    for key, default in paths.items():
+        parser.add_argument(f"--{key}", default=None if default is None else Path(default), type=Path, metavar="PATH")
+    return parser
 
 
 @contextlib.contextmanager

@@ -1,8 +1,10 @@
-"""Stages `popularity`, `bpr`, `sasrec`, `bert4rec`: train a baseline on the training sequences
-(early stopping on the validation users, dvclive learning curves), recommend for the validation
-and the test users and evaluate exactly as the generation strategies are (docs/method.md §6)."""
+"""Stages `popularity`, `baseline@bpr`, `baseline@sasrec`, `baseline@bert4rec`: train a baseline
+on the training sequences (early stopping on the validation users, dvclive learning curves),
+recommend for the validation and the test users and evaluate exactly as the generation
+strategies are (docs/method.md §6).
+The list goes to ``--recs``, by default data/recs/<name>.parquet; the metrics and the learning
+curves (<name>_train/) under ``--metrics``."""
 
-import argparse
 import contextlib
 import importlib
 import time
@@ -15,18 +17,15 @@ from genrec.baselines import NAMES
 from genrec.curves import LearningCurves
 from genrec.device import resolve_device
 from genrec.errors import stage_main
-from genrec.io import atomic_path
+from genrec.io import atomic_path, stage_arguments
 from genrec.sequences import Split, check_unseen
 from genrec.training import Data
 
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = stage_arguments(__doc__, split="data/split", recs=None, metrics="metrics")
     parser.add_argument("name", choices=NAMES)
-    parser.add_argument("--split", default="data/split")
-    parser.add_argument("--recs", help="default: data/recs/<name>.parquet")
-    parser.add_argument("--metrics", default="metrics", help="also holds <name>_train/, the learning curves")
     args = parser.parse_args()
     name = args.name
 

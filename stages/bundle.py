@@ -1,27 +1,20 @@
 """Stage `bundle`: the self-contained recommender folder (GPT-2, item ids and titles, users'
 training histories, each strategy's generation settings) that `genrec recommend` loads."""
 
-import argparse
 import json
-from pathlib import Path
 
 import pandas as pd
 
 from genrec import bundle, examples, params
 from genrec.errors import UserError, stage_main
-from genrec.io import atomic_path
+from genrec.io import atomic_path, stage_arguments
 from genrec.strategies import STRATEGIES
 
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="data/model", type=Path)
-    parser.add_argument("--prepared", default="data/prepared", type=Path)
-    parser.add_argument("--split", default="data/split", type=Path)
-    parser.add_argument("--titles", default="data/raw/items.parquet", type=Path)
-    parser.add_argument("--metrics", default="metrics", type=Path, help="the strategies' <strategy>.json")
-    parser.add_argument("--out", default="data/recommender", type=Path)
+    parser = stage_arguments(__doc__, model="data/model", prepared="data/prepared", split="data/split",
+                             titles="data/raw/items.parquet", metrics="metrics", out="data/recommender")
     args = parser.parse_args()
 
     generation = params.load().get("generation")

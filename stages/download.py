@@ -1,18 +1,15 @@
 """Stage `download`: fetch the dataset named by data.dataset into one raw interactions table,
 and its item titles (none for a user's own file) into another."""
 
-import argparse
 
 from genrec import datasets, params
 from genrec.errors import stage_main
-from genrec.io import write_parquet
+from genrec.io import stage_arguments, write_parquet
 
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="data/raw/interactions.parquet")
-    parser.add_argument("--titles", default="data/raw/items.parquet", help="raw_item_id, title")
+    parser = stage_arguments(__doc__, out="data/raw/interactions.parquet", titles="data/raw/items.parquet")
     args = parser.parse_args()
 
     data = params.section(params.load(), "data", datasets.DataParams)

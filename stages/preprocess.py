@@ -1,6 +1,5 @@
 """Stage `preprocess`: filter, sort and remap ids (docs/method.md §2); write the dataset statistics."""
 
-import argparse
 import json
 import sys
 
@@ -8,16 +7,14 @@ import pandas as pd
 
 from genrec import params
 from genrec.errors import stage_main
-from genrec.io import atomic_paths, json_text, require_input
+from genrec.io import atomic_paths, json_text, require_input, stage_arguments
 from genrec.preprocess import PreprocessParams, preprocess, statistics
 
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--raw", default="data/raw/interactions.parquet")
-    parser.add_argument("--out", default="data/prepared")
-    parser.add_argument("--stats", default="metrics/preprocess.json")
+    parser = stage_arguments(__doc__, raw="data/raw/interactions.parquet", out="data/prepared",
+                             stats="metrics/preprocess.json")
     args = parser.parse_args()
 
     config = params.section(params.load(), "preprocess", PreprocessParams)

@@ -1,9 +1,9 @@
 """Stages `topk`, `greedy`, `beam`, `sampling`, `rra`, `ra`: choose the strategy's generation
 settings on the validation users (method §6b), then recommend for the test users with them
 (method §5) and evaluate (method §6). With ``generation.processes`` above 1 the stage starts
-itself again under ``torchrun``; the processes share the users and rank 0 writes."""
+itself again under ``torchrun``; the processes share the users and rank 0 writes. The list goes
+to ``--recs``, by default data/recs/<strategy>.parquet; the metrics under ``--metrics``."""
 
-import argparse
 import json
 import time
 
@@ -13,7 +13,7 @@ from genrec import distributed, metrics, params
 from genrec.errors import stage_main
 from genrec.device import resolve_device
 from genrec.engine import keep_freed_memory
-from genrec.io import atomic_path, require_input
+from genrec.io import atomic_path, require_input, stage_arguments
 from genrec.model import load
 from genrec.sequences import Split, check_unseen
 from genrec.strategies import STRATEGIES, GenerationParams, recommend
@@ -22,12 +22,8 @@ from genrec.tuning import tune
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = stage_arguments(__doc__, model="data/model", split="data/split", recs=None, metrics="metrics")
     parser.add_argument("strategy", choices=STRATEGIES)
-    parser.add_argument("--model", default="data/model")
-    parser.add_argument("--split", default="data/split")
-    parser.add_argument("--recs", help="default: data/recs/<strategy>.parquet")
-    parser.add_argument("--metrics", default="metrics")
     args = parser.parse_args()
     strategy = args.strategy
     keep_freed_memory()

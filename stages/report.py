@@ -2,28 +2,22 @@
 tests (markdown, JSON), show a few example users' lists by title, draw the per-position figure,
 and gather all per-position curves in one table for `dvc plots`."""
 
-import argparse
 import json
-from pathlib import Path
 
 import pandas as pd
 
 from genrec import examples, report
 from genrec.errors import stage_main
-from genrec.io import atomic_paths
+from genrec.io import atomic_paths, stage_arguments
 from genrec.baselines import NAMES as BASELINES
 
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    # The example users (genrec/examples.py) also need the id mappings (prepared) and the titles.
+    parser = stage_arguments(__doc__, metrics="metrics", recs="data/recs", split="data/split",
+                             prepared="data/prepared", titles="data/raw/items.parquet")
     parser.add_argument("names", nargs="+", help="strategies (and baselines) to compare, in table order")
-    parser.add_argument("--metrics", default="metrics", type=Path)
-    parser.add_argument("--recs", default="data/recs", type=Path)
-    parser.add_argument("--split", default="data/split", type=Path)
-    # The example users (genrec/examples.py) also need the id mappings and the titles.
-    parser.add_argument("--prepared", default="data/prepared", type=Path)
-    parser.add_argument("--titles", default="data/raw/items.parquet", type=Path)
     args = parser.parse_args()
 
     test = pd.read_parquet(args.split / "test.parquet")

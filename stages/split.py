@@ -1,21 +1,18 @@
 """Stage `split`: training sequences, validation and test targets (docs/method.md §3)."""
 
-import argparse
 import json
 
 import pandas as pd
 
 from genrec import params
 from genrec.errors import stage_main
-from genrec.io import atomic_path, require_input
+from genrec.io import atomic_path, require_input, stage_arguments
 from genrec.split import SplitParams, split
 
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--out", default="data/split")
+    parser = stage_arguments(__doc__, prepared="data/prepared", out="data/split")
     args = parser.parse_args()
 
     config = params.section(params.load(), "split", SplitParams)

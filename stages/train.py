@@ -3,15 +3,13 @@
 With ``train.processes`` above 1 the stage starts itself again under ``torchrun`` with that
 many data-parallel processes (genrec.distributed); rank 0 validates, logs and writes the model."""
 
-import argparse
-
 from genrec import distributed
 from genrec import model as gpt2
 from genrec import params
 from genrec.curves import LearningCurves
 from genrec.device import resolve_device
 from genrec.errors import stage_main
-from genrec.io import atomic_paths
+from genrec.io import atomic_paths, stage_arguments
 from genrec.model import ModelParams
 from genrec.sequences import Split
 from genrec.training import Data, TrainParams
@@ -19,10 +17,7 @@ from genrec.training import Data, TrainParams
 
 @stage_main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--split", default="data/split")
-    parser.add_argument("--out", default="data/model")
-    parser.add_argument("--live", default="metrics/train")
+    parser = stage_arguments(__doc__, split="data/split", out="data/model", live="metrics/train")
     args = parser.parse_args()
 
     config = params.load()
