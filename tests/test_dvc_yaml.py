@@ -1,7 +1,7 @@
 """dvc.yaml itself: every stage depends on its script and on exactly the project modules the
 script imports, directly or through other project modules, so that no code change goes
 unnoticed and none reruns a stage it does not concern; and each plotted file has one plot
-definition."""
+definition. The stages are read as DVC resolves them (``foreach`` expanded)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc.parsing import DataResolver
+from dvc.repo import Repo
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-STAGES = PIPELINE["stages"]
+with Repo(str(ROOT)) as _repo:
+    STAGES = DataResolver(_repo, _repo.root_dir, PIPELINE).resolve()["stages"]
+TRAINED_BASELINES = ("bpr", "sasrec", "bert4rec")
 
 
 def module_file(name: str) -> Path | None:
@@ -71,8 +75,18 @@ def test_deps_are_the_imports(stage):
     assert not extra, f"stage {stage} lists {extra} as deps but does not import them"
 
 
+def test_each_kind_of_stage_is_written_once():
+    """The trained baselines are one foreach; the stage names follow from it."""
+    assert PIPELINE["stages"]["baseline"]["foreach"] == list(TRAINED_BASELINES)
+    assert {f"baseline@{name}" for name in TRAINED_BASELINES} | {"popularity"} <= set(STAGES)
+    for name in TRAINED_BASELINES:
+        stage = STAGES[f"baseline@{name}"]
+        assert stage["params"] == [name] and f"genrec/baselines/{name}.py" in stage["deps"]
+        assert f"metrics/{name}_train/metrics.json" in [next(iter(entry)) for entry in stage["metrics"]]
+
+
 def test_no_baseline_depends_on_the_gpt2_code():
-    for name in ("popularity", "bpr", "sasrec", "bert4rec"):
+    for name in ("popularity", *(f"baseline@{name}" for name in TRAINED_BASELINES)):
         deps = set(STAGES[name]["deps"])
         assert not deps & {"genrec/model.py", "genrec/engine.py", "genrec/strategies.py"}, name
 
