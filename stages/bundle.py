@@ -7,7 +7,7 @@ import pandas as pd
 
 from genrec import bundle, examples, params
 from genrec.errors import UserError, stage_main
-from genrec.io import atomic_path, stage_arguments
+from genrec.io import atomic_path, require_input, stage_arguments
 from genrec.strategies import STRATEGIES
 
 
@@ -17,15 +17,17 @@ def main() -> None:
                              titles="data/raw/items.parquet", metrics="metrics", out="data/recommender")
     args = parser.parse_args()
 
+    # Every input checked first: one line naming the stage to run, not a traceback.
+    inputs = {args.model / "config.json": "train", args.split / "train.parquet": "split",
+              args.prepared / "items.parquet": "preprocess", args.prepared / "users.parquet": "preprocess",
+              args.titles: "download", **{args.metrics / f"{strategy}.json": strategy for strategy in STRATEGIES}}
+    for path, stage in inputs.items():
+        require_input(path, stage)
     generation = params.load().get("generation")
     if not isinstance(generation, dict):
         raise UserError("params.yaml: section 'generation' is missing or not a mapping")
-    chosen = {}
-    for strategy in STRATEGIES:
-        path = args.metrics / f"{strategy}.json"
-        if not path.exists():
-            raise UserError(f"{path} is missing: run `dvc repro {strategy}` first")
-        chosen[strategy] = json.loads(path.read_text()).get("chosen", {})
+    chosen = {strategy: json.loads((args.metrics / f"{strategy}.json").read_text()).get("chosen", {})
+              for strategy in STRATEGIES}
     settings = bundle.strategy_settings(generation, chosen)
 
     items = examples.item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles))

@@ -112,6 +112,8 @@ def test_diverging_training_stops_and_writes_nothing(split_folder, tmp_path):
     ("baseline.py", ["popularity", "--split", "nowhere"], ["nowhere/meta.json", "dvc repro split"]),
     ("preprocess.py", ["--raw", "nowhere.parquet"], ["nowhere.parquet", "dvc repro download"]),
     ("split.py", ["--prepared", "nowhere"], ["nowhere", "dvc repro preprocess"]),
+    ("bundle.py", ["--model", "nowhere"], ["nowhere/config.json", "dvc repro train"]),
+    ("report.py", ["topk", "--split", "nowhere"], ["nowhere/test.parquet", "dvc repro split"]),
 ])
 @pytest.mark.slow
 def test_a_stage_run_before_its_inputs_exist_says_which_stage_to_run(tmp_path, script, args, words):
@@ -121,6 +123,18 @@ def test_a_stage_run_before_its_inputs_exist_says_which_stage_to_run(tmp_path, s
         (tmp_path / "data" / "model" / "config.json").write_text('{"n_positions": 128}')
     result = stage(tmp_path, script, *args)
     assert_one_line_error(result, *words)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, producer", [("rra", "rra"), ("popularity", "popularity"),
+                                              ("sasrec", "baseline@sasrec")])
+def test_the_report_names_the_stage_of_a_missing_method(tmp_path, method, producer):
+    for path in ("data/split/test.parquet", "data/split/train.parquet", "data/prepared/items.parquet",
+                 "data/prepared/users.parquet", "data/raw/items.parquet"):  # present: only the method is missing
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    result = stage(tmp_path, "report.py", method)
+    assert_one_line_error(result, f"data/recs/{method}.parquet", f"dvc repro {producer}")
 
 
 @pytest.mark.slow

@@ -85,6 +85,14 @@ def test_each_kind_of_stage_is_written_once():
         assert f"metrics/{name}_train/metrics.json" in [next(iter(entry)) for entry in stage["metrics"]]
 
 
+def test_the_baseline_stage_names_in_messages_are_dvc_yaml_s():
+    from genrec.baselines import NAMES
+    from stages.report import BASELINE_STAGES
+    assert set(BASELINE_STAGES) == set(NAMES)
+    for name, stage in BASELINE_STAGES.items():
+        assert f"data/recs/{name}.parquet" in STAGES[stage]["outs"], stage
+
+
 def test_no_baseline_depends_on_the_gpt2_code():
     for name in ("popularity", *(f"baseline@{name}" for name in TRAINED_BASELINES)):
         deps = set(STAGES[name]["deps"])
