@@ -26,6 +26,15 @@ INTERVAL_METRICS = ("ndcg", "recall", "map")  # reported with 95% intervals
 COMPARED = "ndcg"  # the metric of the paired comparisons
 ALPHA = 0.05
 REFERENCE = "topk"  # the paper's baseline strategy: every method is compared with it
+# The dvc.yaml stage that writes each baseline's outputs (the trained ones are one foreach).
+BASELINE_STAGES = {"popularity": "popularity", "bpr": "baseline@bpr", "sasrec": "baseline@sasrec",
+                   "bert4rec": "baseline@bert4rec"}
+
+
+def stage_of(name: str) -> str:
+    """The stage that writes a method's outputs, for messages that say what to rerun: a
+    strategy's is the strategy."""
+    return BASELINE_STAGES.get(name, name)
 
 
 def recommendations(recs_dir: Path, name: str, users: np.ndarray) -> np.ndarray:
@@ -34,7 +43,7 @@ def recommendations(recs_dir: Path, name: str, users: np.ndarray) -> np.ndarray:
     matrix = frame.pivot(index="user_id", columns="rank", values="item_id")
     if not np.array_equal(matrix.index.to_numpy(), users):
         raise UserError(f"{recs_dir / name}.parquet does not hold exactly the test users of the split: "
-                        f"rerun its stage (dvc repro {name})")
+                        f"rerun its stage (dvc repro {stage_of(name)})")
     return matrix.to_numpy()
 
 

@@ -10,10 +10,6 @@ from genrec import examples, report
 from genrec.errors import stage_main
 from genrec.io import atomic_paths, require_input, stage_arguments
 
-# The dvc.yaml stage that writes each baseline's outputs (the trained ones are one foreach; a
-# strategy's stage is the strategy), for the messages that say which stage to run.
-BASELINE_STAGES = {"popularity": "popularity", "bpr": "baseline@bpr", "sasrec": "baseline@sasrec",
-                   "bert4rec": "baseline@bert4rec"}
 
 
 @stage_main
@@ -31,13 +27,13 @@ def main() -> None:
     for name in args.names:
         for path in (args.recs / f"{name}.parquet", args.metrics / f"{name}.json",
                      args.metrics / "positions" / f"{name}.csv"):
-            inputs[path] = BASELINE_STAGES.get(name, name)
+            inputs[path] = report.stage_of(name)
     for path, stage in inputs.items():
         require_input(path, stage)
 
     test = pd.read_parquet(args.split / "test.parquet")
     result = report.build(args.metrics, args.recs, test, args.names)
-    shown = [name for name in args.names if name not in BASELINE_STAGES]  # the GPT-2 strategies
+    shown = [name for name in args.names if name not in report.BASELINE_STAGES]  # the GPT-2 strategies
     example_users = examples.section(
         pd.read_parquet(args.split / "train.parquet"), test,
         {name: pd.read_parquet(args.recs / f"{name}.parquet") for name in shown},

@@ -87,7 +87,7 @@ def test_each_kind_of_stage_is_written_once():
 
 def test_the_baseline_stage_names_in_messages_are_dvc_yaml_s():
     from genrec.baselines import NAMES
-    from stages.report import BASELINE_STAGES
+    from genrec.report import BASELINE_STAGES
     assert set(BASELINE_STAGES) == set(NAMES)
     for name, stage in BASELINE_STAGES.items():
         assert f"data/recs/{name}.parquet" in STAGES[stage]["outs"], stage

@@ -104,8 +104,13 @@ def test_colours_are_distinct_for_many_methods():
 
 def test_recommendations_for_other_users_are_refused(built, tmp_path):
     folder, test, _ = built
-    with pytest.raises(Exception, match="does not hold exactly the test users"):
+    with pytest.raises(Exception, match=r"does not hold exactly the test users.*\(dvc repro topk\)"):
         report.build(folder / "metrics", folder / "recs", test[test["user_id"] != 100], ["topk"])
+
+
+def test_the_stage_of_a_method():
+    assert [report.stage_of(name) for name in ("rra", "popularity", "bpr", "bert4rec")] == \
+        ["rra", "popularity", "baseline@bpr", "baseline@bert4rec"]
 
 
 def test_positions_table_holds_every_method(built):
