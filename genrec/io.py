@@ -21,7 +21,7 @@ def stage_arguments(doc: str, **paths: str | None) -> argparse.ArgumentParser:
     the repository root. The stage adds its positional arguments and parses."""
     parser = argparse.ArgumentParser(description=doc)
     for key, default in paths.items():
-        parser.add_argument(f"--{key}", default=None if default is None else Path(default), type=Path, metavar="PATH")
+        parser.add_argument(f"--{key}", default=default, type=Path, metavar="PATH")  # a str default goes through type too
     return parser
 
 
