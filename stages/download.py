@@ -1,7 +1,6 @@
 """Stage `download`: fetch the dataset named by data.dataset into one raw interactions table,
 and its item titles (none for a user's own file) into another."""
 
-
 from genrec import datasets, params
 from genrec.errors import stage_main
 from genrec.io import stage_arguments, write_parquet
