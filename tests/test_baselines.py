@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from pydantic import ValidationError
 
 from genrec import params, training
 from genrec.baselines import NAMES, bert4rec, bpr, popularity, sasrec
@@ -267,29 +266,6 @@ def test_bpr_keeps_the_best_epoch(monkeypatch):
 
 
 # --- params --------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name, changes, key", [
-    ("popularity", {"k": 0}, "popularity.k"),
-    ("bpr", {"factors": 0}, "bpr.factors"),
-    ("bpr", {"lr": 0.0}, "bpr.lr"),
-    ("bpr", {"regularization": -0.1}, "bpr.regularization"),
-    ("bpr", {"eval_every": 3}, "bpr.max_epochs"),  # 200 is not a multiple of 3
-    ("bpr", {"patience": 0}, "bpr.patience"),
-    ("sasrec", {"hidden": 60, "heads": 8}, "sasrec.hidden"),
-    ("sasrec", {"max_len": 1}, "sasrec.max_len"),
-    ("sasrec", {"dropout": 1.0}, "sasrec.dropout"),
-    ("sasrec", {"batch_size": 0}, "sasrec.batch_size"),
-    ("sasrec", {"k": 0}, "sasrec.k"),
-    ("bert4rec", {"mask_prob": 0.0}, "bert4rec.mask_prob"),
-    ("bert4rec", {"layers": 0}, "bert4rec.layers"),
-    ("bert4rec", {"max_epochs": 0}, "bert4rec.max_epochs"),
-])
-def test_validation_names_the_param(name, changes, key):
-    with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        params.section({name: section_values(name, **changes)}, name, MODULES[name].Params)
-    with pytest.raises(ValidationError):
-        MODULES[name].Params(**section_values(name, **changes))
-
 
 def test_unknown_and_mistyped_keys():
     with pytest.raises(UserError, match=r"sasrec\.hiden"):

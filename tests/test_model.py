@@ -6,14 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from pydantic import ValidationError
 
 from genrec import model as gm
-from genrec import params
 from genrec.errors import UserError
 from genrec.model import ModelParams
 from genrec.sequences import UserSequences
-from helpers import defaults, section_values
+from helpers import defaults
 
 TINY = ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.1)
 NUM_ITEMS = 40
@@ -38,25 +36,6 @@ def random_sequences(num_users: int, num_items: int, max_length: int, seed: int 
 def test_params_yaml_is_the_papers():
     p = defaults("model")
     assert (p.n_positions, p.n_embd, p.n_layer, p.n_head, p.dropout) == (128, 64, 2, 1, 0.1)
-
-
-@pytest.mark.parametrize("changes, key", [
-    ({"n_embd": 10, "n_head": 3}, "model.n_embd"),
-    ({"n_positions": 0}, "model.n_positions"),
-    ({"n_positions": 1}, "model.n_positions"),
-    ({"n_embd": 0}, "model.n_embd"),
-    ({"n_layer": 0}, "model.n_layer"),
-    ({"n_layer": -2}, "model.n_layer"),
-    ({"n_head": 0}, "model.n_head"),
-    ({"dropout": -0.1}, "model.dropout"),
-    ({"dropout": 1.0}, "model.dropout"),
-])
-def test_validation_names_the_param(changes, key):
-    with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        params.section({"model": section_values("model", **changes)}, "model", ModelParams)
-    # The model itself refuses the values too.
-    with pytest.raises(ValidationError):
-        ModelParams(**section_values("model", **changes))
 
 
 def test_build_config():

@@ -85,6 +85,46 @@ def test_bad_sections_are_one_line_naming_the_key(section, message):
     assert str(error.value) == f"params.yaml: {message}"
 
 
+@pytest.mark.parametrize("name, changes, key", [
+    ("model", {"n_embd": 10, "n_head": 3}, "model.n_embd"),
+    ("model", {"n_positions": 0}, "model.n_positions"),
+    ("model", {"n_positions": 1}, "model.n_positions"),
+    ("model", {"n_embd": 0}, "model.n_embd"),
+    ("model", {"n_layer": 0}, "model.n_layer"),
+    ("model", {"n_layer": -2}, "model.n_layer"),
+    ("model", {"n_head": 0}, "model.n_head"),
+    ("model", {"dropout": -0.1}, "model.dropout"),
+    ("model", {"dropout": 1.0}, "model.dropout"),
+    ("train", {"lr": 0.0}, "train.lr"),
+    ("train", {"lr": -1e-3}, "train.lr"),
+    ("train", {"batch_size": 0}, "train.batch_size"),
+    ("train", {"max_epochs": 0}, "train.max_epochs"),
+    ("train", {"patience": 0}, "train.patience"),
+    ("popularity", {"k": 0}, "popularity.k"),
+    ("bpr", {"factors": 0}, "bpr.factors"),
+    ("bpr", {"lr": 0.0}, "bpr.lr"),
+    ("bpr", {"regularization": -0.1}, "bpr.regularization"),
+    ("bpr", {"eval_every": 3}, "bpr.max_epochs"),  # 200 is not a multiple of 3
+    ("bpr", {"patience": 0}, "bpr.patience"),
+    ("sasrec", {"hidden": 60, "heads": 8}, "sasrec.hidden"),
+    ("sasrec", {"max_len": 1}, "sasrec.max_len"),
+    ("sasrec", {"dropout": 1.0}, "sasrec.dropout"),
+    ("sasrec", {"batch_size": 0}, "sasrec.batch_size"),
+    ("sasrec", {"k": 0}, "sasrec.k"),
+    ("bert4rec", {"mask_prob": 0.0}, "bert4rec.mask_prob"),
+    ("bert4rec", {"layers": 0}, "bert4rec.layers"),
+    ("bert4rec", {"max_epochs": 0}, "bert4rec.max_epochs"),
+])
+def test_a_bad_value_names_the_param(name, changes, key):
+    """Each section's out-of-range values, through params.section (one line naming the key) and
+    through the model itself."""
+    model = section_models()[name]
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        params.section({name: section_values(name, **changes)}, name, model)
+    with pytest.raises(ValidationError):
+        model(**section_values(name, **changes))
+
+
 @pytest.mark.parametrize("name, changes, message", [
     ("model", {"n_embd": 30, "n_head": 4}, "model.n_embd (30) must be a multiple of model.n_head (4)"),
     ("sasrec", {"hidden": 60, "heads": 8}, "sasrec.hidden (60) must be a multiple of sasrec.heads (8)"),

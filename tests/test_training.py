@@ -12,15 +12,14 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from genrec import model as gm
-from genrec import params, training
+from genrec import training
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
 from genrec.training import Data, TrainParams
-from helpers import cyclic_walks, defaults, run_stage, section_values
+from helpers import cyclic_walks, defaults, run_stage
 
 NUM_ITEMS = 30
 TINY = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.0)
@@ -54,20 +53,6 @@ def train(model, users, targets, params: TrainParams, on_epoch=lambda result: No
 
 
 # --- params --------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("changes, key", [
-    ({"lr": 0.0}, "train.lr"),
-    ({"lr": -1e-3}, "train.lr"),
-    ({"batch_size": 0}, "train.batch_size"),
-    ({"max_epochs": 0}, "train.max_epochs"),
-    ({"patience": 0}, "train.patience"),
-])
-def test_validation_names_the_param(changes, key):
-    with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        params.section({"train": section_values("train", **changes)}, "train", TrainParams)
-    with pytest.raises(ValidationError):
-        TrainParams(**section_values("train", **changes))
-
 
 def test_params_yaml_is_the_papers():
     p = defaults("train")
