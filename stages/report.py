@@ -33,7 +33,7 @@ def main() -> None:
 
     test = pd.read_parquet(args.split / "test.parquet")
     result = report.build(args.metrics, args.recs, test, args.names)
-    shown = [name for name in args.names if name not in report.BASELINE_STAGES]  # the GPT-2 strategies
+    shown = [name for name in args.names if name not in report.BASELINES]  # the GPT-2 strategies
     example_users = examples.section(
         pd.read_parquet(args.split / "train.parquet"), test,
         {name: pd.read_parquet(args.recs / f"{name}.parquet") for name in shown},

@@ -98,7 +98,7 @@ def fit(data: Data, params: Params, device: torch.device = torch.device("cpu"),
     def snapshot():
         return model.user_factors.copy(), model.item_factors.copy()
 
-    result = early_stopping(train_epoch, lambda users: scores(model, users), snapshot, data,
+    result = early_stopping(train_epoch, scorer(model, data, device), snapshot, data,
                             params.max_epochs, params.patience, on_epoch, step=params.eval_every, lr_label="bpr.lr")
     model.user_factors, model.item_factors = result.best_state
     return model, result
