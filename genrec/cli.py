@@ -125,6 +125,8 @@ def read_histories(path: Path) -> pd.DataFrame:
     if missing:
         raise UserError(f"--input {path} lacks column(s) {', '.join(missing)}; it needs a header user,item "
                         f"and one row per interaction, in time order")
+    if frame.empty:
+        raise UserError(f"--input {path} has a header but no rows; give one user,item row per interaction")
     if frame[["user", "item"]].isna().any().any():
         raise UserError(f"--input {path} has an empty user or item in data row "
                         f"{int(frame[['user', 'item']].isna().any(axis=1).to_numpy().argmax()) + 1}")

@@ -273,6 +273,10 @@ def test_error_in_an_input_file_names_it(pipeline, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(command(pipeline, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")))
     assert "lacks column(s) item" in capsys.readouterr().err
+    (tmp_path / "in.csv").write_text("user,item\n")
+    with pytest.raises(SystemExit):
+        cli.main(command(pipeline, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")))
+    assert f"--input {tmp_path / 'in.csv'} has a header but no rows" in capsys.readouterr().err
     (tmp_path / "in.csv").write_text("user,item\na,5\nb,99999\n")
     with pytest.raises(SystemExit):
         cli.main(command(pipeline, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")))
