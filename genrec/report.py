@@ -62,6 +62,8 @@ def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str
     NDCG, chosen settings) and ``comparisons`` (paired, Holm-corrected together)."""
     values, recs, _ = per_user(recs_dir, test, names)
     k = next(iter(recs.values())).shape[1]
+    # Every interval in one call: they share the users, so one set of resamples serves all.
+    intervals = iter(stats.intervals(np.array([values[name][m] for name in names for m in INTERVAL_METRICS]), SEED))
     methods = {}
     for name in names:
         summary = json.loads((metrics_dir / f"{name}.json").read_text())
@@ -71,13 +73,14 @@ def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str
             "chosen": summary.get("chosen", {}),
             f"validation_ndcg@{k}": (json.loads(validation.read_text())[f"ndcg@{k}"]
                                      if validation.exists() else None),
-            "intervals": {f"{m}@{k}": vars(stats.interval(values[name][m], SEED)) for m in INTERVAL_METRICS},
+            "intervals": {f"{m}@{k}": vars(next(intervals)) for m in INTERVAL_METRICS},
             **{key: value for key, value in summary.items() if key not in ("users", "chosen")},
         }
     best = max(names, key=lambda name: methods[name][f"{COMPARED}@{k}"])
     pairs = [(name, reference) for reference in dict.fromkeys([REFERENCE, best]) if reference in names
              for name in names if name != reference]
-    results = [stats.paired(values[a][COMPARED], values[b][COMPARED], SEED) for a, b in pairs]
+    results = stats.comparisons(np.array([values[a][COMPARED] for a, _ in pairs]).reshape(len(pairs), -1),
+                                np.array([values[b][COMPARED] for _, b in pairs]).reshape(len(pairs), -1), SEED)
     adjusted = stats.holm([r.p_value for r in results])
     comparisons = [{
         "method": a, "against": b, "metric": f"{COMPARED}@{k}",
@@ -162,14 +165,16 @@ def figure(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[st
               ("ndcg_at_p", "NDCG@10 against the p-th future item"),
               ("ndcg_first_p", "NDCG@10 against the first p items (95% band)")]
     markers = "osD^v<>ph*"
+    # Every band in one call: they share the users, so one set of resamples serves all.
+    every_band = iter(stats.intervals(np.array([metrics.per_user(recs[name], relevant[:, :p])["ndcg"]
+                                           for name, curve in curves.items() for p in curve["position"]]), SEED))
     fig, axes = plt.subplots(1, len(panels), figsize=(16, 4.6))
     for (name, curve), colour, marker in zip(curves.items(), colours(len(curves)), markers * 3):
         style = dict(color=colour, marker=marker, markersize=3, label=name,
                      linestyle="--" if name in BASELINES else "-")
         for ax, (column, _) in zip(axes, panels):
             ax.plot(curve["position"], curve[column], **style)
-        bands = [stats.interval(metrics.per_user(recs[name], relevant[:, :p])["ndcg"], SEED)
-                 for p in curve["position"]]
+        bands = [next(every_band) for _ in curve["position"]]
         axes[2].fill_between(curve["position"], [b.low for b in bands], [b.high for b in bands],
                              color=colour, alpha=0.12, linewidth=0)
     for ax, (_, title) in zip(axes, panels):
