@@ -8,6 +8,7 @@ epochs after it.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from genrec import metrics
+from genrec import estimate, metrics
 from genrec.distributed import SINGLE, Group
 from genrec.errors import UserError
 from genrec.params import AtLeast1, PositiveFloat, Section
@@ -26,6 +27,10 @@ from genrec.sequences import Split, UserSequences
 
 VALIDATION_K = 10  # validation NDCG@10 / HR@10, whatever a model's list length
 BATCH_USERS = 256  # users scored at once when ranking
+# Training is timed before it starts when rows x epochs x items reaches this (ML-20M on GPT-2:
+# 2.5e11; ML-1M: 2e9, minutes on a CPU), on this many batches.
+ESTIMATE_ABOVE = 1e10
+ESTIMATE_BATCHES = 8
 
 
 class LoopParams(Section):
@@ -147,15 +152,49 @@ def fit(model: torch.nn.Module, matrix: torch.Tensor, train_epoch: Callable, sco
     ``DistributedDataParallel`` when ``group`` has several processes."""
     model.to(device)
     module = model if objective is None else objective
+    score = scorer(model, data, device)
+    seconds = estimated_seconds(module, matrix, train_epoch, score, data, params, device, group.world) \
+        if group.main else None
+    seconds = group.broadcast([-1.0 if seconds is None else seconds])[0]  # rank 0's: every rank stops, or none
+    if seconds >= 0:
+        section = lr_label.split(".")[0] if "." in lr_label else "training"
+        estimate.check(f"{section}: up to {params.max_epochs} epochs", seconds,
+                       f"{ESTIMATE_BATCHES} batches and {min(BATCH_USERS, len(data.val_users))} validation users "
+                       f"timed on {device.type}",
+                       [*([f"train on a GPU ({section}.device: cuda)"] if device.type == "cpu" else []),
+                        f"lower {section}.max_epochs (early stopping often ends sooner)"], show=group.main)
     if group.world > 1:
         module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     generator = torch.Generator().manual_seed(params.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     result = early_stopping(lambda: train_epoch(module, matrix, params, optimizer, generator, device, group),
-                            scorer(model, data, device), lambda: state_copy(model), data,
+                            score, lambda: state_copy(model), data,
                             params.max_epochs, params.patience, on_epoch, lr_label=lr_label, group=group)
     model.load_state_dict(result.best_state)
     return result
+
+
+def estimated_seconds(module: torch.nn.Module, matrix: torch.Tensor, train_epoch: Callable, score: Scorer,
+                      data: Data, params: Any, device: torch.device, world: int = 1) -> float | None:
+    """Seconds for ``params.max_epochs`` epochs of training and validation, from a few batches
+    trained on a copy of ``module`` (the random streams restored after, so the run is the same
+    as without) and one batch of validation users scored; None when the work is too small to
+    be worth timing."""
+    if len(matrix) * params.max_epochs * data.num_items < ESTIMATE_ABOVE:
+        return None
+    rows = matrix[:ESTIMATE_BATCHES * params.batch_size]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        copied = copy.deepcopy(module)
+        optimizer = torch.optim.Adam(copied.parameters(), lr=params.lr)
+        start = time.perf_counter()
+        train_epoch(copied, rows, params, optimizer, torch.Generator().manual_seed(0), device, SINGLE)
+        train = (time.perf_counter() - start) / len(rows) * len(matrix) / world
+        del copied, optimizer
+    users = data.val_users[:BATCH_USERS]
+    start = time.perf_counter()
+    recommend(score, data.sequences, users, VALIDATION_K)
+    validation = (time.perf_counter() - start) / max(len(users), 1) * len(data.val_users)
+    return (train + validation) * params.max_epochs
 
 
 def epoch_batches(matrix: torch.Tensor, batch_size: int, generator: torch.Generator,

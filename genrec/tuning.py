@@ -9,6 +9,8 @@ of n sequences come from the first n of the largest draw (``strategies.recommend
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 
@@ -16,7 +18,12 @@ from genrec import metrics
 from genrec.distributed import SINGLE, Group
 from genrec.progress import Progress
 from genrec.sequences import UserSequences
-from genrec.strategies import STRATEGIES, GenerationParams, recommend, recommend_counts
+from genrec.strategies import STRATEGIES, GenerationParams, auto_batch_size, recommend, recommend_counts
+
+# A stage is timed before it starts when users x sequences x items to generate reaches this
+# (RRA on ML-20M: 69,000 validation users x 10 draws + 69,000 test users, x 30 x 18,346 = 4e11;
+# on ML-1M, 7e9, minutes on a CPU).
+ESTIMATE_ABOVE = 2e10
 
 
 def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targets: pd.DataFrame,
@@ -58,3 +65,32 @@ def _lists(strategy: str, model, sequences: UserSequences, users: np.ndarray, gr
     lists = recommend_counts(strategy, model, sequences, users, point, [grid[i].num_sequences for i in same],
                              group=group)
     return dict(zip(same, lists))
+
+
+def draws(strategy: str, config: GenerationParams) -> int:
+    """Generations tuning makes over the validation users: one per grid point, except that RRA's
+    and RA's points that differ only in ``num_sequences`` share one."""
+    grid = config.grid(strategy)
+    if STRATEGIES[strategy].batch_of_counts is None:
+        return len(grid)
+    return len({point.model_copy(update={"num_sequences": None}).model_dump_json() for point in grid})
+
+
+def estimated_seconds(strategy: str, model, sequences: UserSequences, val_users: np.ndarray,
+                      test_users: np.ndarray, config: GenerationParams, world: int = 1) -> float | None:
+    """Seconds for tuning on ``val_users`` and recommending for ``test_users``, from one batch of
+    validation users generated at the widest grid point (its lists thrown away); None when the
+    work is too small to be worth timing."""
+    kind = STRATEGIES[strategy]
+    widest = max(config.grid(strategy), key=kind.width)
+    users = len(val_users) * draws(strategy, config) + len(test_users)
+    items = model.config.vocab_size
+    if users * kind.width(widest) * items < ESTIMATE_ABOVE:
+        return None
+    shape = model.config
+    batch = auto_batch_size(strategy, widest, items - 1, shape.n_positions - widest.horizon, shape.n_embd,
+                            shape.n_layer, next(model.parameters()).device)
+    sample = np.asarray(val_users)[:batch]
+    start = time.perf_counter()
+    recommend(strategy, model, sequences, sample, widest)
+    return (time.perf_counter() - start) / len(sample) * users / world

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from genrec import distributed, metrics, params
+from genrec import distributed, estimate, metrics, params
 from genrec.errors import stage_main
 from genrec.device import resolve_device
 from genrec.engine import keep_freed_memory
@@ -17,7 +17,7 @@ from genrec.io import atomic_path, require_input, stage_arguments
 from genrec.model import load
 from genrec.sequences import Split, check_unseen
 from genrec.strategies import STRATEGIES, GenerationParams, recommend
-from genrec.tuning import tune
+from genrec.tuning import draws, estimated_seconds, tune
 
 
 @stage_main
@@ -43,6 +43,7 @@ def main() -> None:
     group = distributed.start(device)
     try:
         model = load(args.model, group.device)
+        say_time(strategy, model, split, config, group)
         # Validation users only: the test users are scored once, with the chosen setting.
         chosen, grid, val_recs = tune(strategy, model, sequences, val_users, split.validation, num_train_items, config,
                                       show_progress=group.main, group=group)
@@ -67,6 +68,22 @@ def main() -> None:
     print(f"{strategy}: {len(users)} test users in {seconds:.1f} s on {device}{processes}"
           + "".join(f", {k} {v}" for k, v in extra.get("chosen", {}).items()) + "; "
           + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "users"))
+
+
+def say_time(strategy: str, model, split: Split, config: GenerationParams, group: distributed.Group) -> None:
+    """When the work is large, its time estimated before it starts; stop if over the limit."""
+    seconds = estimated_seconds(strategy, model, split.sequences, split.validation_users, split.test_users,
+                                config, group.world) if group.main else None
+    seconds = group.broadcast([-1.0 if seconds is None else seconds])[0]  # rank 0's: every rank stops, or none
+    if seconds < 0:
+        return
+    tuned = [f"generation.{key}" for key in STRATEGIES[strategy].tuned if isinstance(getattr(config, key), list)]
+    advice = ["generate on a GPU (generation.device: cuda)"] if group.device.type == "cpu" else []
+    if tuned:
+        advice.append(f"tune over fewer values of {', '.join(tuned)} (a single value is not tuned)")
+    estimate.check(f"{strategy}: tuning ({draws(strategy, config)} generations for "
+                   f"{len(split.validation_users):,} validation users) and {len(split.test_users):,} test users",
+                   seconds, f"one batch timed on {group.device.type}", advice, show=group.main)
 
 
 if __name__ == "__main__":
