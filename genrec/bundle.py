@@ -20,6 +20,9 @@ from genrec.errors import UserError
 from genrec.strategies import STRATEGIES, GenerationParams
 
 
+FILES = ("model", "items.parquet", "users.parquet", "history.parquet", "settings.json")  # what the folder holds
+
+
 def strategy_settings(generation: dict, chosen: dict[str, dict]) -> dict[str, dict]:
     """Each strategy's settings: its tuned value from ``chosen[strategy]`` (the ``chosen``
     mapping of ``metrics/<strategy>.json``) where there is one, else the ``generation``

@@ -19,7 +19,7 @@ import torch
 
 from genrec.engine import keep_freed_memory
 from genrec.errors import UserError
-from genrec.io import atomic_path
+from genrec.io import atomic_path, check_output
 from genrec.recommender import Recommender
 from genrec.strategies import STRATEGIES
 
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> str:
                 if getattr(args, key) is not None}
     if args.output and not args.input:
         raise UserError("--output goes with --input; --history and --user print their recommendations")
+    if args.output:
+        check_output(args.output, "--output")
     if args.input:
         histories = read_histories(args.input)
         keep_freed_memory()  # many users: the strategy stages' batches, and their allocation pattern

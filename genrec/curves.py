@@ -13,6 +13,9 @@ from genrec.progress import Progress
 from genrec.training import EpochResult, TrainResult
 
 
+CURVES = ("metrics.json", "plots")  # what the folder holds
+
+
 class LearningCurves:
     """``with LearningCurves(folder, max_epochs, label) as curves``: pass ``curves.log`` as a
     training's ``on_epoch``, then ``curves.summarize(result)``. The folder holds dvclive's

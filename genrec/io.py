@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from genrec.errors import UserError
 
@@ -25,11 +25,46 @@ def stage_arguments(doc: str, **paths: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def check_output(path: str | os.PathLike, option: str, names: Iterable[str] | None = None) -> None:
+    """Refuse, before any work, an output path whose writing would delete what the command did
+    not write. ``names`` None: the output is a file, replaced if it exists, so ``path`` must not
+    be a folder or anything but a file. ``names`` given: the output is a folder replaced whole,
+    so an existing ``path`` must be a folder holding nothing but ``names`` (what the command
+    writes into it: its own previous output). ``option`` names the path in the message."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if names is None:
+        if path.is_dir():
+            raise UserError(f"{option} {path} is a folder, but a file is written there: give the path of a file "
+                            "(an existing file is replaced; a folder never is)")
+        if not path.is_file():
+            raise UserError(f"{option} {path} exists and is not a regular file: give the path of a file")
+        return
+    if not path.is_dir():
+        raise UserError(f"{option} {path} is a file, but a folder is written there: give the path of a folder")
+    foreign = sorted(entry.name for entry in path.iterdir() if entry.name not in set(names))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UserError(f"{option} {path} holds {shown}, which this command does not write, and the folder is "
+                        "replaced whole: give a new or empty folder")
+
+
+def check_folder(path: str | os.PathLike, option: str) -> None:
+    """Refuse, before any work, a ``path`` that is not a folder where the command writes named
+    files beside others' (``--metrics``); the files themselves go through ``check_output``."""
+    if os.path.lexists(path) and not Path(path).is_dir():
+        raise UserError(f"{option} {path} is a file, but files are written into it: give the path of a folder")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it into place only on success.
 
-    Works for a file or a folder: the caller writes whichever it wants at the yielded path.
+    Works for a file or a folder: the caller writes whichever it wants at the yielded path. An
+    existing folder at ``path`` is replaced only by a folder, and only if every entry it holds
+    is one the new folder has too (the command's own previous output); anything else is
+    refused (``check_output`` says so before the work; this is the last guard).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,8 +74,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"nothing was written for {path}")
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+        if os.path.lexists(path):
+            check_output(path, str(path), [entry.name for entry in tmp.iterdir()] if tmp.is_dir() else None)
+            if path.is_symlink() and tmp.is_dir():
+                path.unlink()  # the link, not the folder it points to
+            elif path.is_dir():
+                shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -13,10 +13,12 @@ The formulas are those of Microsoft ``recommenders``' ``python_evaluation``:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from genrec.io import atomic_paths, json_text
+from genrec.io import atomic_paths, check_folder, check_output, json_text
 from genrec.ranking import PADDING
 
 
@@ -150,6 +152,23 @@ def check_recommendations(name: str, users: np.ndarray, recs: np.ndarray, train:
                            "nothing was written")
 
 
+def result_paths(name: str, recs_path: str | Path, metrics_dir: str | Path) -> list[Path]:
+    """The files every recommending stage writes (``write_results``): the list, the test metrics,
+    the per-position curves and the validation metrics."""
+    metrics_dir = Path(metrics_dir)
+    return [Path(recs_path), metrics_dir / f"{name}.json", metrics_dir / "positions" / f"{name}.csv",
+            metrics_dir / "validation" / f"{name}.json"]
+
+
+def check_result_paths(name: str, recs_path: str | Path, metrics_dir: str | Path) -> None:
+    """Before any work: no file of ``result_paths`` may land on a folder (``io.check_output``)."""
+    check_folder(metrics_dir, "--metrics")
+    recs, *files = result_paths(name, recs_path, metrics_dir)
+    check_output(recs, "--recs")
+    for path in files:
+        check_output(path, "--metrics")
+
+
 def write_results(name: str, users: np.ndarray, recs: np.ndarray, test: pd.DataFrame, train: pd.DataFrame,
                   recs_path: str, metrics_dir: str, extra: dict | None = None,
                   validation: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None) -> dict[str, float]:
@@ -161,12 +180,12 @@ def write_results(name: str, users: np.ndarray, recs: np.ndarray, test: pd.DataF
     num_train_items = train["item_id"].nunique()
     check_recommendations(name, users, recs, train)
     summary, positions = evaluate(recs, users, test, num_train_items)
-    paths = [recs_path, f"{metrics_dir}/{name}.json", f"{metrics_dir}/positions/{name}.csv"]
+    paths = result_paths(name, recs_path, metrics_dir)[:3]
     if validation is not None:
         val_users, val_recs, val_targets = validation
         check_recommendations(name, val_users, val_recs, train)
         val_summary, _ = evaluate(val_recs, val_users, val_targets, num_train_items)
-        paths.append(f"{metrics_dir}/validation/{name}.json")
+        paths.append(result_paths(name, recs_path, metrics_dir)[3])
     with atomic_paths(*paths) as tmps:
         recommendations_frame(users, recs).to_parquet(tmps[0], index=False)
         tmps[1].write_text(json_text({**summary, **(extra or {})}))

@@ -22,6 +22,9 @@ from genrec.sequences import UserSequences
 from genrec.training import Data, EpochResult, TrainParams, TrainResult
 
 
+MODEL = ("config.json", "generation_config.json", "model.safetensors")  # what save_pretrained writes
+
+
 class ModelParams(Section):
     n_positions: Annotated[int, Field(ge=2)]
     n_embd: AtLeast1

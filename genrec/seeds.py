@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from genrec.errors import UserError, stage_main
-from genrec.io import atomic_path
+from genrec.io import atomic_path, check_output
 
 # Every seed of a trained model or of sampling; split.seed is left alone (same users everywhere).
 SEED_PARAMS = ("train.seed", "generation.seed", "bpr.seed", "sasrec.seed", "bert4rec.seed")
@@ -100,6 +100,8 @@ def main() -> None:
     if args.command == "queue":
         queue(args.seeds)
         return
+    if args.out:
+        check_output(args.out, "--out")
     result = subprocess.run(["dvc", "exp", "show", "--json", *(["--rev", args.rev] if args.rev else [])],
                             capture_output=True, text=True)
     if result.returncode != 0:

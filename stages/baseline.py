@@ -14,10 +14,10 @@ import torch
 
 from genrec import distributed, metrics, params
 from genrec.baselines import NAMES
-from genrec.curves import LearningCurves
+from genrec.curves import CURVES, LearningCurves
 from genrec.device import resolve_device
 from genrec.errors import stage_main
-from genrec.io import atomic_path, stage_arguments
+from genrec.io import atomic_path, check_output, stage_arguments
 from genrec.sequences import Split, check_unseen
 from genrec.training import Data
 
@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("name", choices=NAMES)
     args = parser.parse_args()
     name = args.name
+    recs_path = args.recs or f"data/recs/{name}.parquet"
+    metrics.check_result_paths(name, recs_path, args.metrics)
+    check_output(args.metrics / f"{name}_train", "--metrics", CURVES)
 
     # Only this baseline's module is imported, and its params checked before any work.
     baseline = importlib.import_module(f"genrec.baselines.{name}")
@@ -69,7 +72,7 @@ def main() -> None:
             val_recs, recs = recs[:len(val_users)], recs[len(val_users):]
 
             summary = metrics.write_results(name, users, recs, split.test, split.train,
-                                            args.recs or f"data/recs/{name}.parquet", args.metrics,
+                                            recs_path, args.metrics,
                                             validation=(val_users, val_recs, split.validation))
     finally:
         distributed.stop()

@@ -7,7 +7,7 @@ import pandas as pd
 
 from genrec import bundle, examples, params
 from genrec.errors import UserError, stage_main
-from genrec.io import atomic_path, require_input, stage_arguments
+from genrec.io import atomic_path, check_output, require_input, stage_arguments
 from genrec.strategies import STRATEGIES
 
 
@@ -16,6 +16,7 @@ def main() -> None:
     parser = stage_arguments(__doc__, model="data/model", prepared="data/prepared", split="data/split",
                              titles="data/raw/items.parquet", metrics="metrics", out="data/recommender")
     args = parser.parse_args()
+    check_output(args.out, "--out", bundle.FILES)
 
     # Every input checked first: one line naming the stage to run, not a traceback.
     inputs = {args.model / "config.json": "train", args.split / "train.parquet": "split",

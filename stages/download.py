@@ -3,13 +3,15 @@ and its item titles (none for a user's own file) into another."""
 
 from genrec import datasets, params
 from genrec.errors import stage_main
-from genrec.io import stage_arguments, write_parquet
+from genrec.io import check_output, stage_arguments, write_parquet
 
 
 @stage_main
 def main() -> None:
     parser = stage_arguments(__doc__, out="data/raw/interactions.parquet", titles="data/raw/items.parquet")
     args = parser.parse_args()
+    check_output(args.out, "--out")
+    check_output(args.titles, "--titles")
 
     data = params.section(params.load(), "data", datasets.DataParams)
     raw = datasets.load(data.dataset)

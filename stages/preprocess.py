@@ -7,8 +7,11 @@ import pandas as pd
 
 from genrec import params
 from genrec.errors import stage_main
-from genrec.io import atomic_paths, json_text, require_input, stage_arguments
+from genrec.io import atomic_paths, check_output, json_text, require_input, stage_arguments
 from genrec.preprocess import PreprocessParams, preprocess, statistics
+
+
+PREPARED = ("interactions.parquet", "users.parquet", "items.parquet")  # what --out holds
 
 
 @stage_main
@@ -16,6 +19,8 @@ def main() -> None:
     parser = stage_arguments(__doc__, raw="data/raw/interactions.parquet", out="data/prepared",
                              stats="metrics/preprocess.json")
     args = parser.parse_args()
+    check_output(args.out, "--out", PREPARED)
+    check_output(args.stats, "--stats")
 
     config = params.section(params.load(), "preprocess", PreprocessParams)
     prepared = preprocess(pd.read_parquet(require_input(args.raw, "download")), config)
@@ -23,9 +28,8 @@ def main() -> None:
     # The prepared tables and their statistics are moved into place together, as one set.
     with atomic_paths(args.out, args.stats) as (out, stats_path):
         out.mkdir()
-        prepared.interactions.to_parquet(out / "interactions.parquet", index=False)
-        prepared.users.to_parquet(out / "users.parquet", index=False)
-        prepared.items.to_parquet(out / "items.parquet", index=False)
+        for name, table in zip(PREPARED, (prepared.interactions, prepared.users, prepared.items)):
+            table.to_parquet(out / name, index=False)
         stats_path.write_text(json_text(stats))
     if prepared.duplicates:
         done = "dropped" if config.duplicates == "drop" else "kept (set preprocess.duplicates: drop to drop them)"

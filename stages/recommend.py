@@ -13,7 +13,7 @@ from genrec import distributed, estimate, metrics, params
 from genrec.errors import stage_main
 from genrec.device import resolve_device
 from genrec.engine import keep_freed_memory
-from genrec.io import atomic_path, require_input, stage_arguments
+from genrec.io import atomic_path, check_output, require_input, stage_arguments
 from genrec.model import load
 from genrec.sequences import Split, check_unseen
 from genrec.strategies import STRATEGIES, GenerationParams, recommend
@@ -26,6 +26,9 @@ def main() -> None:
     parser.add_argument("strategy", choices=STRATEGIES)
     args = parser.parse_args()
     strategy = args.strategy
+    recs_path = args.recs or f"data/recs/{strategy}.parquet"
+    metrics.check_result_paths(strategy, recs_path, args.metrics)
+    check_output(args.metrics / "tuning" / f"{strategy}.csv", "--metrics")
     keep_freed_memory()
 
     # Read and check every param before the model is loaded.
@@ -62,7 +65,7 @@ def main() -> None:
         with atomic_path(f"{args.metrics}/tuning/{strategy}.csv") as tmp:
             grid.to_csv(tmp, index=False, float_format="%.6f")
     summary = metrics.write_results(strategy, users, recs, split.test, split.train,
-                                    args.recs or f"data/recs/{strategy}.parquet", args.metrics, extra,
+                                    recs_path, args.metrics, extra,
                                     validation=(val_users, val_recs, split.validation))
     processes = f" ({group.world} processes)" if group.world > 1 else ""
     print(f"{strategy}: {len(users)} test users in {seconds:.1f} s on {device}{processes}"

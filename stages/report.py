@@ -8,8 +8,11 @@ import pandas as pd
 
 from genrec import examples, report
 from genrec.errors import stage_main
-from genrec.io import atomic_paths, require_input, stage_arguments
+from genrec.io import atomic_paths, check_folder, check_output, require_input, stage_arguments
 
+
+
+OUTPUTS = ("report.md", "report.json", "positions.csv", "positions.png")  # written into --metrics
 
 
 @stage_main
@@ -19,6 +22,9 @@ def main() -> None:
                              prepared="data/prepared", titles="data/raw/items.parquet")
     parser.add_argument("names", nargs="+", help="strategies (and baselines) to compare, in table order")
     args = parser.parse_args()
+    check_folder(args.metrics, "--metrics")
+    for name in OUTPUTS:
+        check_output(args.metrics / name, "--metrics")
 
     # Every input checked first, each message naming the stage that writes it.
     inputs = {args.split / "test.parquet": "split", args.split / "train.parquet": "split",
@@ -40,8 +46,7 @@ def main() -> None:
         examples.item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles)),
         pd.read_parquet(args.prepared / "users.parquet"))
     text = report.markdown(result)
-    names = ("report.md", "report.json", "positions.csv", "positions.png")
-    with atomic_paths(*(args.metrics / name for name in names)) as (md, table, curves, png):  # one set
+    with atomic_paths(*(args.metrics / name for name in OUTPUTS)) as (md, table, curves, png):  # one set
         md.write_text(text + "\n" + example_users)
         table.write_text(json.dumps(result, indent=2) + "\n")
         report.positions(args.metrics, args.names).to_csv(curves, index=False, float_format="%.6f")

@@ -6,14 +6,18 @@ import pandas as pd
 
 from genrec import params
 from genrec.errors import stage_main
-from genrec.io import atomic_path, require_input, stage_arguments
+from genrec.io import atomic_path, check_output, require_input, stage_arguments
 from genrec.split import SplitParams, split
+
+
+SPLIT = ("train.parquet", "validation.parquet", "test.parquet", "meta.json")  # what --out holds
 
 
 @stage_main
 def main() -> None:
     parser = stage_arguments(__doc__, prepared="data/prepared", out="data/split")
     args = parser.parse_args()
+    check_output(args.out, "--out", SPLIT)
 
     config = params.section(params.load(), "split", SplitParams)
     items = pd.read_parquet(f"{require_input(args.prepared, 'preprocess')}/items.parquet")

@@ -6,11 +6,11 @@ many data-parallel processes (genrec.distributed); rank 0 validates, logs and wr
 from genrec import distributed
 from genrec import model as gpt2
 from genrec import params
-from genrec.curves import LearningCurves
+from genrec.curves import CURVES, LearningCurves
 from genrec.device import resolve_device
 from genrec.errors import stage_main
-from genrec.io import atomic_paths, stage_arguments
-from genrec.model import ModelParams
+from genrec.io import atomic_paths, check_output, stage_arguments
+from genrec.model import MODEL, ModelParams
 from genrec.sequences import Split
 from genrec.training import Data, TrainParams
 
@@ -19,6 +19,8 @@ from genrec.training import Data, TrainParams
 def main() -> None:
     parser = stage_arguments(__doc__, split="data/split", out="data/model", live="metrics/train")
     args = parser.parse_args()
+    check_output(args.out, "--out", MODEL)
+    check_output(args.live, "--live", CURVES)
 
     config = params.load()
     model_params = params.section(config, "model", ModelParams)

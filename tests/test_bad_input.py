@@ -197,3 +197,67 @@ def test_duplicate_rows_are_reported(tmp_path):
         stats = json.loads((tmp_path / "metrics" / "preprocess.json").read_text())
         assert stats["duplicate_rows"] == 4
         assert stats["interactions"] == len(frame) + kept
+
+
+# Every output option of every stage: (script, arguments, the option, its value, the path that
+# is in the way, and whether a file or a folder is written there). Before issue 23 `--recs
+# data/recs` replaced the whole folder (ten lists and a tracked .gitignore) by one parquet file.
+OUTPUTS = [
+    ("download.py", [], "--out", "data/raw/interactions.parquet", "data/raw/interactions.parquet", "file"),
+    ("download.py", [], "--titles", "data/raw/items.parquet", "data/raw/items.parquet", "file"),
+    ("preprocess.py", [], "--out", "data/prepared", "data/prepared", "folder"),
+    ("preprocess.py", [], "--stats", "metrics/preprocess.json", "metrics/preprocess.json", "file"),
+    ("split.py", [], "--out", "data/split", "data/split", "folder"),
+    ("train.py", [], "--out", "data/model", "data/model", "folder"),
+    ("train.py", [], "--live", "metrics/train", "metrics/train", "folder"),
+    ("recommend.py", ["topk"], "--recs", "data/recs", "data/recs", "file"),
+    ("recommend.py", ["rra"], "--metrics", "metrics", "metrics/rra.json", "file"),
+    ("recommend.py", ["rra"], "--metrics", "metrics", "metrics/tuning/rra.csv", "file"),
+    ("recommend.py", ["rra"], "--metrics", "metrics", "metrics/positions/rra.csv", "file"),
+    ("recommend.py", ["rra"], "--metrics", "metrics", "metrics/validation/rra.json", "file"),
+    ("baseline.py", ["bpr"], "--recs", "data/recs", "data/recs", "file"),
+    ("baseline.py", ["sasrec"], "--metrics", "metrics", "metrics/sasrec_train", "folder"),
+    ("baseline.py", ["popularity"], "--metrics", "metrics", "metrics/popularity.json", "file"),
+    ("bundle.py", [], "--out", "data/recommender", "data/recommender", "folder"),
+    ("report.py", ["topk"], "--metrics", "metrics", "metrics/report.md", "file"),
+    ("report.py", ["topk"], "--metrics", "metrics", "metrics/positions.png", "file"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args, option, value, target, kind", OUTPUTS,
+                         ids=[f"{row[0][:-3]}-{row[4]}" for row in OUTPUTS])
+def test_an_output_never_replaces_what_the_stage_did_not_write(tmp_path, script, args, option, value, target, kind):
+    """A folder of the user's where the stage writes a file, or a folder holding files the stage
+    does not write: one line before any work, and the folder untouched."""
+    write_params(tmp_path)
+    (tmp_path / target).mkdir(parents=True)
+    (tmp_path / target / "mine.txt").write_text("keep me")
+    result = stage(tmp_path, script, *args, option, value)
+    what = "is a folder, but a file is written there" if kind == "file" else "holds mine.txt, which this command"
+    assert_one_line_error(result, f"{option} {target} {what}")
+    assert [p.name for p in (tmp_path / target).iterdir()] == ["mine.txt"]
+    assert (tmp_path / target / "mine.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, option, path", [("preprocess.py", "--out", "data/prepared"),
+                                                  ("train.py", "--out", "data/model")])
+def test_a_folder_output_may_hold_its_own_previous_output(tmp_path, script, option, path):
+    """Only its own names: then the stage goes on (here to its missing input)."""
+    write_params(tmp_path)
+    names = {"preprocess.py": ["interactions.parquet", "users.parquet"], "train.py": ["config.json"]}[script]
+    for name in names:
+        (tmp_path / path).mkdir(parents=True, exist_ok=True)
+        (tmp_path / path / name).write_text("previous")
+    result = stage(tmp_path, script, option, path)
+    assert_one_line_error(result, "not found: run `dvc repro")
+
+
+@pytest.mark.slow
+def test_a_file_where_a_folder_output_goes_is_refused(tmp_path):
+    write_params(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "split").write_text("a file of mine")
+    assert_one_line_error(stage(tmp_path, "split.py"), "--out data/split is a file, but a folder is written there")
+    assert (tmp_path / "data" / "split").read_text() == "a file of mine"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,46 @@ def test_atomic_outputs_appear_only_on_success(tmp_path):
             raise KeyboardInterrupt
     assert target.read_text() == "new" and (tmp_path / "out" / "folder" / "inside.txt").exists()
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["folder", "table.csv"]
+
+
+def test_check_output(tmp_path):
+    from genrec.io import check_output
+    (tmp_path / "file.csv").write_text("x")
+    (tmp_path / "folder").mkdir()
+    check_output(tmp_path / "new.csv", "--out")  # nothing there: fine
+    check_output(tmp_path / "file.csv", "--out")  # a file where a file goes: replaced
+    with pytest.raises(UserError, match=r"--out .*folder is a folder, but a file is written there"):
+        check_output(tmp_path / "folder", "--out")
+    with pytest.raises(UserError, match=r"--out .*file.csv is a file, but a folder is written there"):
+        check_output(tmp_path / "file.csv", "--out", ["a.parquet"])
+    (tmp_path / "folder" / "a.parquet").write_text("previous")
+    check_output(tmp_path / "folder", "--out", ["a.parquet", "b.parquet"])  # its own previous output
+    (tmp_path / "folder" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"holds notes.txt, which this command does not write, and the folder is "
+                                        r"replaced whole: give a new or empty folder"):
+        check_output(tmp_path / "folder", "--out", ["a.parquet", "b.parquet"])
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(UserError, match="exists and is not a regular file"):
+        check_output(tmp_path / "pipe", "--out")
+
+
+def test_atomic_path_replaces_a_folder_only_by_its_own_kind_of_folder(tmp_path):
+    """The last guard, after the work: a folder holding an entry the new output does not have
+    is never deleted, nor replaced by a file."""
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "a.parquet").write_text("previous")
+    with atomic_path(target) as tmp:  # the same names: the previous output, replaced
+        tmp.mkdir()
+        (tmp / "a.parquet").write_text("new")
+    assert (target / "a.parquet").read_text() == "new"
+    (target / "mine.txt").write_text("keep me")
+    with pytest.raises(UserError, match="holds mine.txt"):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "a.parquet").write_text("newer")
+    with pytest.raises(UserError, match="is a folder, but a file is written there"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("a file")
+    assert sorted(p.name for p in target.iterdir()) == ["a.parquet", "mine.txt"]
+    assert (target / "a.parquet").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -288,3 +288,16 @@ def test_missing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["recommend", "--model", str(tmp_path / "nothing"), "--history", "5"])
     assert "run `dvc repro bundle` first" in capsys.readouterr().err
+
+
+def test_output_never_replaces_a_folder(tmp_path, capsys):
+    """Before issue 23 `--output some_dir` replaced the folder and everything in it by one CSV."""
+    (tmp_path / "in.csv").write_text("user,item\na,5\n")
+    (tmp_path / "some_dir").mkdir()
+    (tmp_path / "some_dir" / "out.csv").write_text("keep me")
+    with pytest.raises(SystemExit) as exit_:  # refused before the recommender is even loaded
+        cli.main(["recommend", "--model", str(tmp_path / "nothing"), "--input", str(tmp_path / "in.csv"),
+                  "--output", str(tmp_path / "some_dir")])
+    assert exit_.value.code == 2
+    assert f"--output {tmp_path / 'some_dir'} is a folder, but a file is written there" in capsys.readouterr().err
+    assert (tmp_path / "some_dir" / "out.csv").read_text() == "keep me"

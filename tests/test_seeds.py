@@ -3,6 +3,7 @@ seed table from `dvc exp show --json` (on a toy pipeline, so it takes seconds, n
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -72,3 +73,13 @@ def test_ndcg_by_seed_reads_nested_experiments():
          "executor": {"state": "running"}},  # partial metrics of a running experiment: left out
     ]}]
     assert seeds.ndcg_by_seed(shown) == {"seed-1": {"topk": 0.2}}
+
+
+def test_table_out_never_replaces_a_folder(tmp_path):
+    (tmp_path / "table").mkdir()
+    (tmp_path / "table" / "notes.md").write_text("keep me")
+    result = subprocess.run([sys.executable, "-m", "genrec.seeds", "table", "--out", str(tmp_path / "table")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: --out {tmp_path / 'table'} is a folder") and "Traceback" not in result.stderr
+    assert (tmp_path / "table" / "notes.md").read_text() == "keep me"
