@@ -245,7 +245,9 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
         "user_id": frame["user_id"].astype(np.int64),
         "item_id": frame["item_id"].astype(np.int64),
         "rating": frame["rating"].astype(np.float32),
-        "timestamp": frame["timestamp"].astype(np.int64),
+        # Whole seconds as int64 (MovieLens); a file's fractional seconds stay float64 (seconds()).
+        "timestamp": frame["timestamp"].to_numpy() if frame["timestamp"].dtype == np.float64
+        else frame["timestamp"].astype(np.int64),
     })
 
 
@@ -336,7 +338,7 @@ def _parse_timestamps(column: pd.Series, label: str) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(column):
         if isinstance(column.dtype, pd.DatetimeTZDtype):
             column = column.dt.tz_convert(None)  # to UTC, then naive
-        return (column.astype("datetime64[s]").astype(np.int64)).to_numpy()
+        return _from_datetimes(column.astype("datetime64[us]"))
     numeric = pd.to_numeric(column, errors="coerce")
     if numeric.notna().all():
         return _seconds(numeric.to_numpy(), column, label)
@@ -354,18 +356,30 @@ def _parse_timestamps(column: pd.Series, label: str) -> np.ndarray:
             f"{label}: the timestamp column mixes numbers (e.g. '{column.iloc[row]}' in data row "
             f"{row + 1}) with date-times; use one format: Unix seconds or ISO dates"
         )
-    return (parsed.dt.tz_convert(None).astype("datetime64[s]").astype(np.int64)).to_numpy()
+    return _from_datetimes(parsed.dt.tz_convert(None).astype("datetime64[us]"))
+
+
+def _from_datetimes(column: pd.Series) -> np.ndarray:
+    """Date-times as Unix seconds: int64 when all are whole seconds, else float64 (to the
+    microsecond): a fraction of a second may be what orders two interactions."""
+    microseconds = column.astype(np.int64).to_numpy()
+    if (microseconds % 1_000_000 == 0).all():
+        return microseconds // 1_000_000
+    return microseconds / 1e6
 
 
 def _seconds(values: np.ndarray, column: pd.Series, label: str) -> np.ndarray:
-    """Numeric timestamps as int64 seconds; a value int64 cannot hold (which numpy would
-    silently turn into -2**63) or an infinite one is an error."""
+    """Numeric timestamps: int64 when every value is whole, else float64, so that fractions of a
+    second keep the order they give (cutting them would leave ties in the file's order). A value
+    int64 cannot hold (which numpy would silently turn into -2**63) or an infinite one is an error."""
     if values.dtype.kind == "f":
         bad = ~(np.abs(values) < 2.0**63)  # also catches inf
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise UserError(f"{label}: timestamp {column.iloc[row]} in data row {row + 1} is out of range; "
                             "use Unix seconds")
+        if (values != np.trunc(values)).any():
+            return values.astype(np.float64)
     return values.astype(np.int64)
 
 

@@ -56,6 +56,8 @@ def user_time_order(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
     """
     if len(users) == 0:
         return np.arange(0)
+    if timestamps.dtype.kind == "f":  # fractional seconds: no integer key
+        return np.lexsort((timestamps, users))
     lo, hi = int(timestamps.min()), int(timestamps.max())
     span = hi - lo + 1
     if (int(users.max()) + 1) * span < 2**63:
@@ -88,7 +90,7 @@ def preprocess(raw: pd.DataFrame, params: PreprocessParams) -> Prepared:
     new_item[kept_items] = np.arange(1, len(kept_items) + 1)  # 0 is padding
 
     users = new_user[user_code[keep]]
-    timestamps = raw["timestamp"].to_numpy()[keep].astype(np.int64, copy=False)
+    timestamps = raw["timestamp"].to_numpy()[keep]  # int64 seconds, or float64 with fractions
     order = user_time_order(users, timestamps)
     users, items, timestamps = users[order], new_item[item_code[keep]][order], timestamps[order]
     ratings = raw["rating"].to_numpy()[keep][order]

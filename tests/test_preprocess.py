@@ -211,3 +211,36 @@ def test_duplicates_param_is_checked():
     with pytest.raises(UserError, match="preprocess.duplicates"):
         params.section({"preprocess": section_values("preprocess", duplicates="remove")}, "preprocess",
                        PreprocessParams)
+
+
+def test_fractional_timestamps_keep_the_true_order(tmp_path):
+    """Issue 23: a file in reverse time order whose interactions differ by hundredths of a second.
+    Cut to whole seconds they all tied and kept the file's (reversed) order, so the held-out
+    items were the first ones, not the last."""
+    from genrec.datasets import read_user_file
+    from genrec.split import SplitParams, split
+    rows = []
+    for user in range(6):
+        for t in reversed(range(30)):  # written newest first
+            rows.append((f"u{user}", 100 + (user * 7 + t) % 40, f"{1_700_000_000 + t / 100:.2f}"))
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(tmp_path / "mine.csv", index=False)
+    raw = read_user_file(tmp_path / "mine.csv")
+    assert raw["timestamp"].dtype == np.float64 and raw["timestamp"].iloc[0] == pytest.approx(1_700_000_000.29)
+    prepared = preprocess(raw, PreprocessParams(min_item_users=1, min_user_items=1, duplicates="keep"))
+    held = split(prepared.interactions, SplitParams(method="leave_last_n", n=10, quantile=0.9,
+                                                    validation_fraction=0.5, seed=0))
+    targets = pd.concat([held.validation, held.test])
+    users = prepared.users.set_index("user_id")["raw_user_id"]
+    items = prepared.items.set_index("item_id")["raw_item_id"]
+    for user_id, group in targets.groupby("user_id"):
+        user = int(users[user_id][1:])
+        expected = [100 + (user * 7 + t) % 40 for t in range(20, 30)]  # the 10 newest, oldest first
+        assert items[group.sort_values("position")["item_id"]].tolist() == expected
+    assert (held.train.groupby("user_id")["timestamp"].max() < 1_700_000_000.2).all()
+
+
+def test_whole_second_timestamps_stay_integers(tmp_path):
+    from genrec.datasets import read_user_file
+    pd.DataFrame({"user_id": [1, 1], "item_id": [5, 6], "timestamp": [1_700_000_000.0, 1_700_000_001.0]}).to_csv(
+        tmp_path / "mine.csv", index=False)
+    assert read_user_file(tmp_path / "mine.csv")["timestamp"].dtype == np.int64
