@@ -69,6 +69,8 @@ class Recommender:
             raise UserError(f"unknown user {raw_user_id!r}: the model knows {len(self._user_of):,} users "
                             f"(raw ids such as {', '.join(list(self._user_of)[:3])})")
         params = self.params(strategy, k, **settings)
+        seen = self._history.items[self._history.indptr[user]:self._history.indptr[user + 1]]
+        self._check_unseen([f"user {raw_user_id}"], [seen], params.horizon)
         items, scores = recommend(strategy, self.model, self._history, np.array([user]), params)
         return self._frame(items, scores).drop(columns="user")
 
@@ -98,6 +100,8 @@ class Recommender:
             shown = ", ".join(map(str, pd.unique(pd.Series(unknown, dtype=object))[:5]))
             warnings.warn(f"{len(unknown)} unknown item id(s) skipped ({shown}{', ...' if len(set(unknown)) > 5 else ''}): "
                           "not in the model's catalogue", UnknownItemsWarning, stacklevel=3)
+        self._check_unseen([f"user {name}'s history" if len(names) > 1 else "the history" for name in names],
+                           encoded, params.horizon)
         lengths = np.array([len(e) for e in encoded])
         sequences = UserSequences(indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                                   items=np.fromiter((i for e in encoded for i in e), np.int64, lengths.sum()))
@@ -135,6 +139,15 @@ class Recommender:
             raise UserError(str(error).replace("params.yaml: generation.horizon", "k (generation.horizon)")
                             .replace("params.yaml: generation.", "setting ")) from None
         return params
+
+    def _check_unseen(self, whose: list[str], histories: list, k: int) -> None:
+        """Every list holds k unseen, distinct, real items: refuse a history that leaves fewer."""
+        num_items = len(self.items)
+        for label, history in zip(whose, histories):
+            unseen = num_items - len(set(history))
+            if unseen < k:
+                raise UserError(f"{label} has seen {num_items - unseen:,} of the {num_items:,} items, leaving "
+                                f"{unseen} unseen: fewer than the k = {k} to recommend; ask for at most {unseen}")
 
     def _frame(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
         """(users, K) internal ids and scores to long rows ``user, rank, raw_item_id, title, score``."""

@@ -301,3 +301,19 @@ def test_output_never_replaces_a_folder(tmp_path, capsys):
     assert exit_.value.code == 2
     assert f"--output {tmp_path / 'some_dir'} is a folder, but a file is written there" in capsys.readouterr().err
     assert (tmp_path / "some_dir" / "out.csv").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_lists_hold_only_unseen_distinct_real_items_or_say_why(recommender, strategy):
+    """Issue 23: a history covering almost the catalogue once gave seen items (topk, rra), one
+    item five times (greedy, beam, sampling) and, for ra, an error blaming the model's weights."""
+    every = recommender.items["raw_item_id"].tolist()
+    history = every[:-12]  # 12 unseen items: a full list of 10 fits
+    recs = recommender.recommend(history, strategy, k=10)
+    assert len(recs) == 10 and recs["raw_item_id"].is_unique
+    assert set(recs["raw_item_id"]) == set(recs["raw_item_id"]) & set(every[-12:])
+    with pytest.raises(UserError, match=rf"the history has seen {len(every) - 5} of the {len(every)} items, leaving "
+                                        r"5 unseen: fewer than the k = 10 to recommend; ask for at most 5"):
+        recommender.recommend(every[:-5], strategy, k=10)
+    recs = recommender.recommend(every[:-5], strategy, k=5)
+    assert sorted(recs["raw_item_id"]) == sorted(every[-5:])
