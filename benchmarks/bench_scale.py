@@ -45,7 +45,7 @@ from genrec import params as genrec_params  # noqa: E402
 from genrec.device import resolve_device  # noqa: E402
 from genrec.model import ModelParams  # noqa: E402
 from genrec.sequences import UserSequences  # noqa: E402
-from genrec.strategies import STRATEGIES, GenerationParams, auto_batch_size, recommend  # noqa: E402
+from genrec.strategies import STRATEGIES, auto_batch_size, read_params, recommend  # noqa: E402
 from genrec.training import Data, TrainParams  # noqa: E402
 
 USERS, ITEMS = 138_000, 18_345
@@ -117,11 +117,10 @@ def worker(task: dict) -> None:
         torch.manual_seed(0)
         model = gpt2.build(ITEMS, model_params).to(group.device).eval()
         users = np.arange(min(task["eval_users"], sequences.num_users))
-        generation = {**config("generation"), "horizon": 10, "batch_size": 0, "device": task["device"],
+        generation = {**config("generation"), "batch_size": 0, "device": task["device"],
                       "processes": group.world, "num_beams": 2, "temperature": 0.5, "top_k": 0,
                       "num_sequences": 30, **PAPER[task["strategy"]]}
-        settings = genrec_params.section({"generation": generation}, "generation", GenerationParams,
-                                         keys=STRATEGIES[task["strategy"]].params)
+        settings = read_params({"generation": generation, "evaluation": {"k": 10}}, task["strategy"])
         shape = model.config
         batch = auto_batch_size(task["strategy"], settings, ITEMS, shape.n_positions - settings.horizon,
                                 shape.n_embd, shape.n_layer, group.device)

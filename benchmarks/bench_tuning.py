@@ -39,13 +39,12 @@ def worker(strategy: str, way: str, keep: bool, model_dir: str, split_dir: str) 
     from genrec import params as genrec_params
     from genrec.model import load
     from genrec.sequences import Split
-    from genrec.strategies import STRATEGIES, GenerationParams, recommend
+    from genrec.strategies import STRATEGIES, read_params, recommend
     from genrec.tuning import tune
 
     if keep:
         engine.keep_freed_memory()
-    config = genrec_params.section(genrec_params.load(ROOT / "params.yaml"), "generation", GenerationParams,
-                                   keys=STRATEGIES[strategy].params)
+    config = read_params(genrec_params.load(ROOT / "params.yaml"), strategy)
     split = Split.load(split_dir)
     model = load(model_dir, torch.device("cpu"))
     users, targets = split.validation_users, split.validation

@@ -22,7 +22,7 @@ from genrec import engine, metrics, params, reference
 from genrec.device import resolve_device
 from genrec.model import load
 from genrec.sequences import UserSequences
-from genrec.strategies import STRATEGIES, GenerationParams
+from genrec.strategies import STRATEGIES, read_params
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
-    config = params.section(params.load(), "generation", GenerationParams)
+    config = read_params(params.load())
     device = resolve_device(config.device, "generation.device")
     model = load("data/model", device)
     meta = json.load(open("data/split/meta.json"))

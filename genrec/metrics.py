@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 
 from genrec.io import atomic_paths, check_folder, check_output, json_text
+from genrec.params import AtLeast1, Section
 from genrec.ranking import PADDING
+
+
+class EvaluationParams(Section):
+    """The ``evaluation`` section: what every method's stage reads, so that all lists and all
+    metrics have one length."""
+
+    k: AtLeast1  # K: the length of every list (a strategy's generation horizon) and the metrics' cut-off
 
 
 def hits(recs: np.ndarray, relevant: np.ndarray) -> np.ndarray:

@@ -136,7 +136,7 @@ class Recommender:
             params = section({"generation": values}, "generation", GenerationParams, keys=list(values))
             params.check_window(self.model.config.n_positions)
         except UserError as error:  # the checks name params.yaml; here the values come from the caller
-            raise UserError(str(error).replace("params.yaml: generation.horizon", "k (generation.horizon)")
+            raise UserError(str(error).replace("params.yaml: evaluation.k", "k")
                             .replace("params.yaml: generation.", "setting ")) from None
         return params
 

@@ -21,7 +21,8 @@ from genrec import engine
 from genrec.distributed import SINGLE, Group
 from genrec.errors import UserError
 from genrec.model import top_next_items
-from genrec.params import AtLeast0, AtLeast1, Section, require, value_or_grid
+from genrec.metrics import EvaluationParams
+from genrec.params import AtLeast0, AtLeast1, Section, require, section, value_or_grid
 from genrec.progress import Progress
 from genrec.sequences import UserSequences
 
@@ -45,7 +46,9 @@ class GenerationParams(Section):
     a key it does not read is None, "not read by this stage". That is the only default a key
     has; every value comes from ``params.yaml``."""
 
-    horizon: AtLeast1 = None  # K: items to recommend, and new items to generate
+    # K: items to recommend, and new items to generate. Not a key of the generation section: the
+    # stages take it from evaluation.k, the recommender from its k.
+    horizon: AtLeast1 = None
     num_beams: value_or_grid(Annotated[int, Field(ge=1, le=MAX_NUM_BEAMS)]) = None
     temperature: value_or_grid(float) = None  # bounds: _temperature_in_bounds
     top_k: value_or_grid(AtLeast0) = None  # sampling: keep the k most likely items per step (0: no cut)
@@ -67,7 +70,7 @@ class GenerationParams(Section):
 
     def check_window(self, n_positions: int) -> None:
         """The prompt keeps at least one item after leaving room for the horizon."""
-        require(self.horizon < n_positions, "generation.horizon",
+        require(self.horizon < n_positions, "evaluation.k",
                 f"({self.horizon}) must be smaller than the model's window model.n_positions ({n_positions}), "
                 "which must hold the prompt and the generated items")
 
@@ -91,8 +94,18 @@ class GenerationParams(Section):
         return {key: getattr(self, key) for key in STRATEGIES[strategy].tuned}
 
 
-# The generation keys every strategy reads.
-COMMON = ("horizon", "batch_size", "device", "processes")
+def read_params(values: dict, strategy: str | None = None) -> GenerationParams:
+    """The ``generation`` section of params.yaml ``values`` as a strategy stage reads it: the
+    strategy's own keys (every key without ``strategy``), and evaluation.k as the horizon, so
+    that a strategy generates the list's k items."""
+    k = section(values, "evaluation", EvaluationParams).k
+    keys = STRATEGIES[strategy].params if strategy else [key for key in GenerationParams.model_fields
+                                                          if key != "horizon"]
+    return section(values, "generation", GenerationParams, keys=keys).model_copy(update={"horizon": k})
+
+
+# The generation keys every strategy reads (and evaluation.k, its horizon).
+COMMON = ("batch_size", "device", "processes")
 SPEED = ("batch_size", "device", "processes")  # keys that change how fast a list comes, never the list
 Batch = Callable[..., tuple[torch.Tensor, "torch.Tensor | None"]]
 
@@ -161,8 +174,9 @@ class Strategy:
 
     @property
     def settings(self) -> list[str]:
-        """The keys that shape its list (batch size, device and processes only change its speed)."""
-        return [key for key in self.params if key not in SPEED]
+        """What shapes its list: the horizon and its keys but batch size, device and processes
+        (which only change its speed)."""
+        return ["horizon", *(key for key in self.params if key not in SPEED)]
 
     def width(self, params: GenerationParams) -> int:
         """Sequences (or beams) generated per user."""

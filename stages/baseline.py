@@ -34,7 +34,9 @@ def main() -> None:
 
     # Only this baseline's module is imported, and its params checked before any work.
     baseline = importlib.import_module(f"genrec.baselines.{name}")
-    config = params.section(params.load(), name, baseline.Params)
+    values = params.load()
+    k = params.section(values, "evaluation", metrics.EvaluationParams).k
+    config = params.section(values, name, baseline.Params) if baseline.Params.model_fields else None
     device = resolve_device(config.device, f"{name}.device") if hasattr(config, "device") else torch.device("cpu")
 
     split = Split.load(args.split)
@@ -44,7 +46,7 @@ def main() -> None:
     # the strategies) and the test users.
     both = np.concatenate([val_users, users])
 
-    check_unseen(data.sequences, both, data.num_items, config.k, f"{name}.k")
+    check_unseen(data.sequences, both, data.num_items, k, "evaluation.k")
 
     # SASRec and BERT4Rec train on ``processes`` data-parallel processes, as GPT-2 does (genrec.distributed).
     distributed.relaunch("stages.baseline", getattr(config, "processes", 1), device, f"{name}.processes")
@@ -52,7 +54,7 @@ def main() -> None:
     parallel = {"group": group} if hasattr(config, "processes") else {}
     try:
         if not group.main:  # trains its share of each epoch; rank 0 writes
-            baseline.fit_recommend(data, both, config, group.device, **parallel)
+            baseline.fit_recommend(data, both, config, k, group.device, **parallel)
             return
         start = time.perf_counter()
         # The learning curves are written to a temporary folder and moved into place with the
@@ -61,12 +63,12 @@ def main() -> None:
             if baseline.TRAINED:
                 live_dir = outputs.enter_context(atomic_path(f"{args.metrics}/{name}_train"))
                 with LearningCurves(live_dir, config.max_epochs, f"train {name}") as curves:
-                    recs, result = baseline.fit_recommend(data, both, config, group.device, on_epoch=curves.log,
+                    recs, result = baseline.fit_recommend(data, both, config, k, group.device, on_epoch=curves.log,
                                                            **parallel)
                     curves.summarize(result)
                 trained = f"best epoch {result.best.epoch} of {result.history[-1].epoch}, "
             else:
-                recs, _ = baseline.fit_recommend(data, both, config, device)
+                recs, _ = baseline.fit_recommend(data, both, config, k, device)
                 trained = ""
             seconds = time.perf_counter() - start
             val_recs, recs = recs[:len(val_users)], recs[len(val_users):]

@@ -5,7 +5,7 @@ import json
 
 import pandas as pd
 
-from genrec import bundle, examples, params
+from genrec import bundle, examples, metrics, params
 from genrec.errors import UserError, stage_main
 from genrec.io import atomic_path, check_output, require_input, stage_arguments
 from genrec.strategies import STRATEGIES
@@ -24,9 +24,12 @@ def main() -> None:
               args.titles: "download", **{args.metrics / f"{strategy}.json": strategy for strategy in STRATEGIES}}
     for path, stage in inputs.items():
         require_input(path, stage)
-    generation = params.load().get("generation")
+    values = params.load()
+    generation = values.get("generation")
     if not isinstance(generation, dict):
         raise UserError("params.yaml: section 'generation' is missing or not a mapping")
+    # Every strategy generates the list's k items, as in its stage.
+    generation = {**generation, "horizon": params.section(values, "evaluation", metrics.EvaluationParams).k}
     chosen = {strategy: json.loads((args.metrics / f"{strategy}.json").read_text()).get("chosen", {})
               for strategy in STRATEGIES}
     settings = bundle.strategy_settings(generation, chosen)

@@ -16,7 +16,7 @@ from genrec.engine import keep_freed_memory
 from genrec.io import atomic_path, check_output, require_input, stage_arguments
 from genrec.model import load
 from genrec.sequences import Split, check_unseen
-from genrec.strategies import STRATEGIES, GenerationParams, recommend
+from genrec.strategies import STRATEGIES, GenerationParams, read_params, recommend
 from genrec.tuning import draws, estimated_seconds, tune
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     keep_freed_memory()
 
     # Read and check every param before the model is loaded.
-    config = params.section(params.load(), "generation", GenerationParams, keys=STRATEGIES[strategy].params)
+    config = read_params(params.load(), strategy)  # its own generation keys; evaluation.k its horizon
     config.check_window(json.loads(open(require_input(f"{args.model}/config.json", "train")).read())["n_positions"])
     device = resolve_device(config.device, "generation.device")
 
@@ -40,8 +40,7 @@ def main() -> None:
     config.check_catalogue(split.num_items)
     sequences, val_users, users = split.sequences, split.validation_users, split.test_users
     num_train_items = split.train["item_id"].nunique()
-    check_unseen(sequences, np.concatenate([val_users, users]), split.num_items, config.horizon,
-                 "generation.horizon")
+    check_unseen(sequences, np.concatenate([val_users, users]), split.num_items, config.horizon, "evaluation.k")
     distributed.relaunch("stages.recommend", config.processes, device, "generation.processes")
     group = distributed.start(device)
     try:

@@ -20,17 +20,18 @@ REPO = Path(__file__).resolve().parents[1]
 def section_models() -> dict[str, type[params.Section]]:
     """Every section of params.yaml and the model that reads it. Imported when asked: the
     models' modules bring in torch, transformers and implicit."""
-    from genrec.baselines import bert4rec, bpr, popularity, sasrec
+    from genrec.baselines import bert4rec, bpr, sasrec
     from genrec.datasets import DataParams
+    from genrec.metrics import EvaluationParams
     from genrec.model import ModelParams
     from genrec.preprocess import PreprocessParams
     from genrec.split import SplitParams
     from genrec.strategies import GenerationParams
     from genrec.training import TrainParams
 
-    return {"data": DataParams, "preprocess": PreprocessParams, "split": SplitParams, "model": ModelParams,
-            "train": TrainParams, "generation": GenerationParams, "popularity": popularity.Params,
-            "bpr": bpr.Params, "sasrec": sasrec.Params, "bert4rec": bert4rec.Params}
+    return {"data": DataParams, "preprocess": PreprocessParams, "split": SplitParams,
+            "evaluation": EvaluationParams, "model": ModelParams, "train": TrainParams,
+            "generation": GenerationParams, "bpr": bpr.Params, "sasrec": sasrec.Params, "bert4rec": bert4rec.Params}
 
 
 @functools.cache
@@ -39,8 +40,12 @@ def _repository_params() -> dict:
 
 
 def section_values(name: str, **overrides) -> dict:
-    """Section ``name`` of the repository's params.yaml (a fresh copy), with ``overrides``."""
-    return {**copy.deepcopy(_repository_params()[name]), **overrides}
+    """Section ``name`` of the repository's params.yaml (a fresh copy), with ``overrides``. The
+    generation section gets the horizon its stages give it, evaluation.k."""
+    values = copy.deepcopy(_repository_params()[name])
+    if name == "generation":
+        values["horizon"] = _repository_params()["evaluation"]["k"]
+    return {**values, **overrides}
 
 
 def defaults(name: str, **overrides) -> params.Section:

@@ -87,10 +87,9 @@ def test_too_few_unseen_items_is_one_clear_error_before_any_work(split_folder, t
     split = str(split_folder / "data" / "split")
     if method in STRATEGIES:
         result = stage(folder, "recommend.py", method, "--model", "model", "--split", split)
-        param = "generation.horizon"
     else:
         result = stage(folder, "baseline.py", method, "--split", split)
-        param = f"{method}.k"
+    param = "evaluation.k"
     assert_one_line_error(result, param, "unseen items", "user ", "Set " + param + " to at most")
     assert not (folder / "data").exists() and not (folder / "metrics").exists()
 

@@ -38,11 +38,11 @@ def cyclic_data(num_users: int = 60, seed: int = 0) -> Data:
 DATA = cyclic_data()
 TEST_USERS = np.arange(30, 60)
 TINY = {
-    "popularity": defaults("popularity", k=5),
-    "bpr": defaults("bpr", k=5, factors=8, lr=0.05, max_epochs=1, eval_every=1, patience=1, seed=0),
-    "sasrec": defaults("sasrec", k=5, max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
+    "popularity": popularity.Params(),
+    "bpr": defaults("bpr", factors=8, lr=0.05, max_epochs=1, eval_every=1, patience=1, seed=0),
+    "sasrec": defaults("sasrec", max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
                        max_epochs=1, patience=1, seed=0, device="cpu"),
-    "bert4rec": defaults("bert4rec", k=5, max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
+    "bert4rec": defaults("bert4rec", max_len=16, hidden=16, layers=1, heads=2, dropout=0.1, batch_size=16,
                          max_epochs=1, patience=1, seed=0, device="cpu"),
 }
 
@@ -65,7 +65,7 @@ def assert_valid(recs: np.ndarray, data: Data, users: np.ndarray, k: int) -> Non
 @pytest.mark.parametrize("name", NAMES)
 def test_one_epoch_gives_valid_recommendations(name):
     epochs = []
-    recs, result = MODULES[name].fit_recommend(DATA, TEST_USERS, TINY[name], CPU, on_epoch=epochs.append)
+    recs, result = MODULES[name].fit_recommend(DATA, TEST_USERS, TINY[name], 5, CPU, on_epoch=epochs.append)
     assert_valid(recs, DATA, TEST_USERS, k=5)
     if MODULES[name].TRAINED:
         assert [e.epoch for e in result.history] == [1] and epochs == result.history
@@ -77,8 +77,8 @@ def test_one_epoch_gives_valid_recommendations(name):
 
 @pytest.mark.parametrize("name", ["bpr", "sasrec", "bert4rec"])
 def test_same_seed_same_recommendations(name):
-    first, result = MODULES[name].fit_recommend(DATA, TEST_USERS, TINY[name], CPU)
-    second, again = MODULES[name].fit_recommend(DATA, TEST_USERS, TINY[name], CPU)
+    first, result = MODULES[name].fit_recommend(DATA, TEST_USERS, TINY[name], 5, CPU)
+    second, again = MODULES[name].fit_recommend(DATA, TEST_USERS, TINY[name], 5, CPU)
     np.testing.assert_array_equal(first, second)
     assert result.best.train == again.best.train
 
@@ -88,8 +88,7 @@ def test_params_yaml_matches_the_issue():
     assert (sasrec_.max_len, sasrec_.hidden, sasrec_.layers, sasrec_.heads) == (128, 64, 2, 1)
     assert (bert4rec_.layers, bert4rec_.heads, bert4rec_.mask_prob) == (2, 2, 0.2)
     assert (bpr_.factors, bpr_.lr, bpr_.regularization, bpr_.max_epochs) == (64, 0.01, 0.01, 200)
-    for name in MODULES:
-        assert defaults(name).k == 10
+    assert defaults("evaluation").k == 10  # one list length for every method
 
 
 # --- popularity ----------------------------------------------------------------------------------
@@ -99,7 +98,7 @@ def test_popularity_by_hand():
                           "item_id": [1, 2, 2, 3, 2, 3, 4, 5]})
     data = Data(UserSequences.from_frame(frame, 4), 6, np.array([], dtype=np.int64), np.array([], dtype=np.int64))
     # Interactions: item 2 x3, item 3 x2, items 1, 4, 5 x1, item 6 never; equal counts go to the lower id.
-    recs, _ = popularity.fit_recommend(data, np.array([0, 1, 2, 3]), popularity.Params(k=3))
+    recs, _ = popularity.fit_recommend(data, np.array([0, 1, 2, 3]), popularity.Params(), 3)
     np.testing.assert_array_equal(recs, [[3, 4, 5],   # seen 1, 2
                                          [1, 4, 5],   # seen 2, 3
                                          [1, 5, 6],   # seen 2, 3, 4
@@ -109,7 +108,7 @@ def test_popularity_by_hand():
 def test_popularity_counts_interactions_not_users():
     frame = pd.DataFrame({"user_id": [0, 0, 0, 1, 2], "item_id": [4, 4, 4, 3, 3]})
     data = Data(UserSequences.from_frame(frame, 4), 4, np.array([], dtype=np.int64), np.array([], dtype=np.int64))
-    recs, _ = popularity.fit_recommend(data, np.array([3]), popularity.Params(k=2))
+    recs, _ = popularity.fit_recommend(data, np.array([3]), popularity.Params(), 2)
     np.testing.assert_array_equal(recs, [[4, 3]])  # 3 interactions of item 4 beat 2 users of item 3
 
 
@@ -303,8 +302,9 @@ def run_stage(folder: Path, *args: str) -> subprocess.CompletedProcess:
 def stage_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("baseline")
     write_split(folder, DATA)
-    sections = {name: TINY[name].model_dump() for name in NAMES}
+    sections = {name: TINY[name].model_dump() for name in NAMES if name != "popularity"}
     sections["bpr"]["max_epochs"] = 2
+    sections["evaluation"] = {"k": 5}
     (folder / "params.yaml").write_text(yaml.safe_dump(sections))
     return folder
 
@@ -336,7 +336,8 @@ def test_stage_writes_what_recommend_writes(stage_folder, name):
 
 @pytest.mark.slow
 def test_stage_reports_bad_params(stage_folder, tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"bert4rec": section_values("bert4rec", mask_prob=2.0)}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"bert4rec": section_values("bert4rec", mask_prob=2.0),
+                                                          "evaluation": {"k": 5}}))
     result = run_stage(tmp_path, "bert4rec", "--split", str(stage_folder / "split"), "--metrics", "metrics")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "bert4rec.mask_prob" in result.stderr
@@ -348,4 +349,4 @@ def test_training_that_diverges_stops_with_the_fix(name):
     # Before issue 10 SASRec and BERT4Rec trained on with NaN weights; BPR raised implicit's traceback.
     config = TINY[name].model_copy(update={"lr": 1e10, "max_epochs": 2, "patience": 2})
     with pytest.raises(UserError, match=rf"diverged at epoch 1 .*Lower {name}\.lr"):
-        MODULES[name].fit_recommend(DATA, TEST_USERS, config, CPU)
+        MODULES[name].fit_recommend(DATA, TEST_USERS, config, 5, CPU)

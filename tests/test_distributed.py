@@ -157,7 +157,8 @@ def write_split(folder: Path, processes: int) -> None:
     config = yaml.safe_load((REPO / "params.yaml").read_text())
     config["model"].update(n_positions=16, n_embd=16, n_layer=1, n_head=2)
     config["train"].update(lr=0.01, batch_size=16, max_epochs=3, patience=2, device="cpu", processes=processes)
-    config["generation"].update(horizon=5, temperature=[0.5, 1.0], top_k=0, num_sequences=4, batch_size=4,
+    config["evaluation"] = {"k": 5}
+    config["generation"].update(temperature=[0.5, 1.0], top_k=0, num_sequences=4, batch_size=4,
                                 device="cpu", processes=processes)
     (folder / "params.yaml").write_text(yaml.safe_dump(config))
 
@@ -199,7 +200,8 @@ def test_neural_baselines_train_on_two_processes(tmp_path, name):
     with <name>.processes 2 trains on 2 gloo processes; rank 0 writes the lists and the curves."""
     write_split(tmp_path, processes=1)
     config = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    config[name].update(k=5, max_len=16, hidden=16, layers=1, heads=2, batch_size=16, max_epochs=3, patience=2,
+    config["evaluation"] = {"k": 5}
+    config[name].update(max_len=16, hidden=16, layers=1, heads=2, batch_size=16, max_epochs=3, patience=2,
                         device="cpu", processes=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
     result = run_stage("baseline", name, "--split", "data/split", cwd=tmp_path,

@@ -81,7 +81,7 @@ def test_each_kind_of_stage_is_written_once():
     assert {f"baseline@{name}" for name in TRAINED_BASELINES} | {"popularity"} <= set(STAGES)
     for name in TRAINED_BASELINES:
         stage = STAGES[f"baseline@{name}"]
-        assert stage["params"] == [name] and f"genrec/baselines/{name}.py" in stage["deps"]
+        assert stage["params"] == ["evaluation.k", name] and f"genrec/baselines/{name}.py" in stage["deps"]
         assert f"metrics/{name}_train/metrics.json" in [next(iter(entry)) for entry in stage["metrics"]]
 
 

@@ -49,9 +49,8 @@ def repo(tmp_path_factory) -> Path:
     params["split"]["n"] = 5
     params["model"].update(n_positions=16, n_embd=16, n_layer=1, n_head=2)
     params["train"].update(max_epochs=2, batch_size=16, device="cpu")
-    params["generation"].update(horizon=5, num_sequences=3, device="cpu")
-    for name in BASELINES:
-        params[name]["k"] = 5
+    params["evaluation"]["k"] = 5  # every list and metric: one length, and not the default 10
+    params["generation"].update(num_sequences=3, device="cpu")
     params["bpr"].update(factors=8, max_epochs=4, eval_every=2, patience=2)
     for name in ("sasrec", "bert4rec"):
         params[name].update(max_len=16, hidden=16, layers=1, heads=2, max_epochs=2, batch_size=16, device="cpu")

@@ -28,7 +28,8 @@ PARAMS = {
     "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1},
     "train": {"lr": 0.01, "batch_size": 16, "max_epochs": 2, "patience": 2, "seed": 42, "device": "cpu",
               "processes": 1, "precision": "fp32"},
-    "generation": {"horizon": 5, "num_beams": 2, "temperature": 0.5, "top_k": 0, "num_sequences": 3, "seed": 42,
+    "evaluation": {"k": 5},
+    "generation": {"num_beams": 2, "temperature": 0.5, "top_k": 0, "num_sequences": 3, "seed": 42,
                    "batch_size": 4, "device": "cpu", "processes": 1},
 }
 
@@ -249,7 +250,7 @@ def test_input_file(pipeline, recommender, tmp_path, capsys):
     (["--history", "5", "--strategy", "rra", "--temperature", "0"], "setting temperature must be between"),
     (["--history", "5", "--strategy", "rra", "--temperature", "warm"], "--temperature"),
     (["--history", "5", "-k", "0"], "-k"),
-    (["--history", "5", "-k", "16"], "k (generation.horizon)"),
+    (["--history", "5", "-k", "16"], "k (16) must be smaller than the model's window"),
     (["--history", "5", "--strategy", "beam", "--temperature", "0.3"], "beam has no setting temperature"),
     (["--history", "5", "--user", "1000"], "not allowed with"),
     ([], "one of the arguments --history --user --input is required"),

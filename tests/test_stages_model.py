@@ -47,16 +47,17 @@ def test_train_stage_rejects_bad_params_before_reading_data(tmp_path, overrides,
 
 
 @pytest.mark.parametrize("strategy, overrides, parameter", [
-    ("sampling", {"temperature": 0}, "generation.temperature"),
-    ("rra", {"num_sequences": 0}, "generation.num_sequences"),
-    ("beam", {"num_beams": 0}, "generation.num_beams"),
-    ("ra", {"top_k": -1}, "generation.top_k"),
-    ("topk", {"horizon": 128}, "generation.horizon"),
+    ("sampling", {"generation": {"temperature": 0}}, "generation.temperature"),
+    ("rra", {"generation": {"num_sequences": 0}}, "generation.num_sequences"),
+    ("beam", {"generation": {"num_beams": 0}}, "generation.num_beams"),
+    ("ra", {"generation": {"top_k": -1}}, "generation.top_k"),
+    ("topk", {"evaluation": {"k": 128}}, "evaluation.k (128) must be smaller than the model's window"),
+    ("greedy", {"evaluation": {"k": 0}}, "evaluation.k"),
 ])
 def test_strategy_stage_rejects_bad_params_before_loading_the_model(tmp_path, strategy, overrides, parameter):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text('{"n_positions": 128}')  # no weights: loading would fail loudly
-    result = run(tmp_path, "recommend.py", strategy, "--model", str(model), generation=overrides)
+    result = run(tmp_path, "recommend.py", strategy, "--model", str(model), **overrides)
     assert_clear_error(result, parameter)
     assert not (tmp_path / "data").exists()

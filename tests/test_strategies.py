@@ -236,7 +236,7 @@ def test_sequences_that_cannot_fit_in_memory_are_refused(monkeypatch):
 def test_check_window():
     GenerationParams(horizon=10).check_window(11)
     for n_positions in (10, 5):
-        with pytest.raises(UserError, match=r"generation\.horizon.*model\.n_positions"):
+        with pytest.raises(UserError, match=r"evaluation\.k.*model\.n_positions"):
             GenerationParams(horizon=10).check_window(n_positions)
 
 
@@ -246,11 +246,12 @@ def test_params_of_each_strategy():
     for name, strategy in STRATEGIES.items():
         assert strategy.name == name
         assert set(strategy.params) <= fields, name
-        assert {"horizon", "batch_size", "device", "processes"} <= set(strategy.params)
+        assert {"batch_size", "device", "processes"} <= set(strategy.params)
+        assert "horizon" not in strategy.params and strategy.settings[0] == "horizon"  # from evaluation.k
         assert set(strategy.tuned) <= set(strategy.params), name
         assert ("seed" in strategy.params) == strategy.sampled, name
         assert (strategy.batch is None) == (name == "topk")  # topk needs no autoregression
-        assert set(strategy.settings) == set(strategy.params) - {"batch_size", "device", "processes"}
+        assert set(strategy.settings) == {"horizon"} | set(strategy.params) - {"batch_size", "device", "processes"}
     assert "num_beams" in STRATEGIES["beam"].params and "seed" not in STRATEGIES["greedy"].params
     assert {"temperature", "top_k", "num_sequences", "seed"} <= set(STRATEGIES["ra"].params)
     assert STRATEGIES["rra"].width(PARAMS) == PARAMS.num_sequences and STRATEGIES["beam"].width(PARAMS) == 2

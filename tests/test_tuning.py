@@ -122,7 +122,8 @@ def folder(tmp_path_factory) -> Path:
     targets_of(FRAME, TEST_USERS).to_parquet(split / "test.parquet", index=False)
     (split / "meta.json").write_text(json.dumps({"num_items": NUM_ITEMS, "num_users": 24}))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["generation"].update(horizon=HORIZON, temperature=[0.3, 1.0, 3.0], top_k=[0, 5], num_sequences=4,
+    params["evaluation"]["k"] = HORIZON
+    params["generation"].update(temperature=[0.3, 1.0, 3.0], top_k=[0, 5], num_sequences=4,
                                 device="cpu")
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     return folder

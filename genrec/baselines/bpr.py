@@ -34,7 +34,6 @@ TRAINED = True
 
 
 class Params(Section):
-    k: AtLeast1  # list length
     factors: AtLeast1
     lr: PositiveFloat
     regularization: Annotated[float, Field(ge=0)]

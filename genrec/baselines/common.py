@@ -16,11 +16,10 @@ from genrec.training import Data, EpochResult, LoopParams, TrainResult, recommen
 
 
 class TransformerParams(LoopParams):
-    """The params SASRec and BERT4Rec share: the training keys (as ``train``'s), the list length
-    and the network's size. ``SECTION`` names the params.yaml section in messages."""
+    """The params SASRec and BERT4Rec share: the training keys (as ``train``'s) and the network's
+    size. ``SECTION`` names the params.yaml section in messages."""
 
     SECTION: ClassVar[str]
-    k: AtLeast1  # list length
     max_len: Annotated[int, Field(ge=2)]  # items a user is represented by (GPT-2's window)
     hidden: AtLeast1
     layers: AtLeast1  # transformer blocks
@@ -60,11 +59,11 @@ def fit_transformer(build: Callable[[], torch.nn.Module], objective: Callable[[t
 
 def fit_then_recommend(fit: Callable, scorer: Callable) -> Callable:
     """A baseline's ``fit_recommend`` from its ``fit`` and ``scorer``: train (on the processes of
-    ``group``), then recommend ``params.k`` unseen items to each user from the best epoch's model."""
-    def fit_recommend(data: Data, users: np.ndarray, params: Any, device: torch.device = torch.device("cpu"),
+    ``group``), then recommend ``k`` unseen items to each user from the best epoch's model."""
+    def fit_recommend(data: Data, users: np.ndarray, params: Any, k: int, device: torch.device = torch.device("cpu"),
                       on_epoch: Callable[[EpochResult], None] = lambda result: None, group: Group = SINGLE
                       ) -> tuple[np.ndarray, TrainResult]:
         model, result = fit(data, params, device, on_epoch, group)
-        return recommend(scorer(model, data, device), data.sequences, users, params.k), result
+        return recommend(scorer(model, data, device), data.sequences, users, k), result
 
     return fit_recommend
