@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test test-fast bench
+.PHONY: setup repro test test-fast restore
 
 setup: $(VENV)/.installed
 
@@ -23,3 +23,10 @@ test: setup
 # The inner loop: every test that runs no stage, DVC or git process (under a minute).
 test-fast: setup
 	python -m pytest -m "not slow"
+
+# After an interrupted or failed `dvc repro` / `dvc exp run`: DVC removes a stage's outputs before
+# running it, and `dvc exp run -S` leaves its params in params.yaml. This brings back the last
+# committed params, dvc.lock and metrics (git) and every output (DVC's cache).
+restore: setup
+	git checkout HEAD -- params.yaml dvc.lock metrics
+	dvc checkout --force

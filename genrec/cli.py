@@ -110,10 +110,9 @@ def run(args: argparse.Namespace) -> str:
 
 
 def parse_ids(text: str) -> list[str]:
-    ids = [part.strip() for part in text.split(",") if part.strip()]
-    if not ids:
-        raise UserError("--history is empty; give raw item ids, oldest first: --history 50,172,133")
-    return ids
+    """``--history 50,172,133`` as raw ids; an empty one (``50,,172``) is kept, for the check
+    that the Python API makes too (``recommender.checked_history``): one message for both."""
+    return [part.strip() for part in text.split(",")]
 
 
 def read_histories(path: Path) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -57,6 +58,26 @@ def check_folder(path: str | os.PathLike, option: str) -> None:
         raise UserError(f"{option} {path} is a file, but files are written into it: give the path of a folder")
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of ``path`` that a killed run left (SIGKILL, a power cut: no
+    chance to clean up): ``.<name>.<pid>.<random>`` folders whose process has ended."""
+    prefix = f".{path.name}."
+    for entry in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = entry.name[len(prefix):].split(".")[0]
+        if entry.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it into place only on success.
@@ -68,7 +89,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_stale_temporaries(path)
+    # The process id in the name tells a later run whether the writer is still alive.
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     tmp = tmp_dir / path.name
     try:
         yield tmp
@@ -106,6 +129,45 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
 def write_parquet(path: str | os.PathLike, frame) -> None:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+def read_table(path: str | os.PathLike, stage: str, columns: Iterable[str] = ()):
+    """The Parquet (or .csv) file ``path`` that ``stage`` writes, with at least ``columns``: a
+    missing, damaged or incomplete file is one line naming it and the stage that writes it."""
+    import pandas as pd  # here: the stages that never read a table do not pay for pandas
+
+    require_input(path, stage)
+    try:
+        frame = pd.read_csv(path) if str(path).endswith(".csv") else pd.read_parquet(path)
+    except Exception as error:  # pyarrow and pandas raise many kinds for a damaged file
+        raise UserError(f"{path} is damaged ({_reason(error)}): run `dvc repro -f {stage}` to write it again") from None
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise UserError(f"{path} lacks column(s) {', '.join(missing)}: run `dvc repro -f {stage}` to write it again")
+    return frame
+
+
+def read_json(path: str | os.PathLike, stage: str, keys: Iterable[str] = ()) -> dict:
+    """The JSON object in ``path`` that ``stage`` writes, with at least ``keys``; anything else
+    is one line naming the file and the stage that writes it."""
+    require_input(path, stage)
+    fix = f"run `dvc repro -f {stage}` to write it again"
+    try:
+        data = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({_reason(error)}): {fix}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds a JSON {type(data).__name__}, not an object: {fix}")
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise UserError(f"{path} lacks key(s) {', '.join(missing)}: {fix}")
+    return data
+
+
+def _reason(error: Exception) -> str:
+    """The first line of an error's message, short enough for a one-line error."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def require_input(path: str | os.PathLike, stage: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Callable
@@ -118,12 +119,20 @@ def fit(data: Data, model_params: ModelParams, params: TrainParams, device: torc
                                objective=NextItemLoss(model), group=group)
 
 
-def load(path: str | Path, device: torch.device) -> GPT2LMHeadModel:
+def load(path: str | Path, device: torch.device, stage: str = "train") -> GPT2LMHeadModel:
+    """The GPT-2 that ``stage`` saved in ``path``; a missing or damaged one is one line."""
     path = Path(path)
     if not (path / "config.json").exists():
-        raise UserError(f"no trained model in {path}: run `dvc repro train` first")
+        raise UserError(f"no trained model in {path}: run `dvc repro {stage}` first")
     transformers.utils.logging.disable_progress_bar()  # a per-weight bar for a 28-tensor model is noise
-    model = GPT2LMHeadModel.from_pretrained(path)
+    try:
+        with warnings.catch_warnings():  # a damaged file is our error below, not a library warning
+            warnings.simplefilter("ignore")
+            model = GPT2LMHeadModel.from_pretrained(path)
+    except Exception as error:  # safetensors, json and transformers each raise their own kinds
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise UserError(f"{path} holds a damaged model ({reason}): run `dvc repro -f {stage}` to write it again") \
+            from None
     return model.to(device).eval()
 
 

@@ -13,7 +13,6 @@ gets the same list alone or among others.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from genrec.errors import UserError
+from genrec.io import read_json, read_table
 from genrec.device import resolve_device
 from genrec.model import load as load_model
 from genrec.params import section
@@ -30,6 +30,50 @@ from genrec.strategies import STRATEGIES, GenerationParams, recommend
 
 class UnknownItemsWarning(UserWarning):
     """Some raw item ids of a history are not in the model's catalogue; they were skipped."""
+
+
+def checked_history(history) -> list:
+    """``history`` as a list of raw item ids (numbers or strings), oldest first, or the one-line
+    error that `genrec recommend --history` prints for the same mistake."""
+    example = "give a list of raw item ids, oldest first, such as [50, 172, 133]"
+    if isinstance(history, (str, bytes)):
+        raise UserError(f"the history is the string {history!r}, not a list: {example}")
+    if not hasattr(history, "__iter__") or isinstance(history, (pd.DataFrame, dict)) or \
+            (isinstance(history, np.ndarray) and history.ndim != 1):
+        shown = f" ({history!r})" if not hasattr(history, "__iter__") else ""
+        raise UserError(f"the history is a {type(history).__name__}{shown}, not a list: {example}")
+    items = []
+    for position, item in enumerate(history, start=1):
+        if item is None or item is pd.NA or (isinstance(item, float) and np.isnan(item)):
+            raise UserError(f"the history's item id at position {position} is missing ({item}): {example}")
+        if isinstance(item, str) and not item.strip():
+            raise UserError(f"the history's item id at position {position} is empty: {example}")
+        if isinstance(item, (float, np.floating)) and float(item).is_integer():
+            item = int(item)  # 50.0, as a column with a gap holds 50: the id 50
+        if not isinstance(item, (str, int, np.integer)) or isinstance(item, bool):
+            raise UserError(f"the history's item id at position {position} is a {type(item).__name__} ({item!r}); "
+                            f"raw item ids are whole numbers or strings: {example}")
+        items.append(item)
+    if not items:
+        raise UserError(f"the history is empty: {example}")
+    return items
+
+
+def _check_settings(path: Path, settings) -> None:
+    """settings.json holds every strategy's settings, with exactly the keys the strategy reads."""
+    fix = "run `dvc repro -f bundle` to write it again"
+    if not isinstance(settings, dict):
+        raise UserError(f"{path}: 'strategies' is a {type(settings).__name__}, not an object: {fix}")
+    missing = [name for name in STRATEGIES if name not in settings]
+    unknown = [name for name in settings if name not in STRATEGIES]
+    if missing or unknown:
+        raise UserError(f"{path} has no settings for {', '.join(missing) or '-'} and unknown strategies "
+                        f"{', '.join(map(str, unknown)) or '-'}: {fix}")
+    for name, values in settings.items():
+        expected = set(STRATEGIES[name].settings)
+        if not isinstance(values, dict) or set(values) != expected:
+            got = sorted(values) if isinstance(values, dict) else type(values).__name__
+            raise UserError(f"{path}: the settings of {name} are {got}, not {sorted(expected)}: {fix}")
 
 
 class Recommender:
@@ -50,17 +94,19 @@ class Recommender:
         path = Path(path)
         if not (path / "settings.json").exists():
             raise UserError(f"{path} is not a recommender folder (no settings.json): run `dvc repro bundle` first")
-        model = load_model(path / "model", resolve_device(device, "device"))
-        return cls(model, pd.read_parquet(path / "items.parquet"), pd.read_parquet(path / "users.parquet"),
-                   pd.read_parquet(path / "history.parquet"),
-                   json.loads((path / "settings.json").read_text())["strategies"])
+        settings = read_json(path / "settings.json", "bundle", ["strategies"])["strategies"]
+        _check_settings(path / "settings.json", settings)
+        model = load_model(path / "model", resolve_device(device, "device"), stage="bundle")
+        return cls(model, read_table(path / "items.parquet", "bundle", ["item_id", "raw_item_id", "title"]),
+                   read_table(path / "users.parquet", "bundle", ["user_id", "raw_user_id"]),
+                   read_table(path / "history.parquet", "bundle", ["user_id", "item_id"]), settings)
 
     # --- the three ways to ask ---------------------------------------------------------------
 
     def recommend(self, history, strategy: str = "rra", k: int | None = None, **settings) -> pd.DataFrame:
         """``k`` items for one history of raw item ids, oldest first: ``rank, raw_item_id,
         title, score``. ``settings`` override the strategy's chosen ones (``temperature=0.3``)."""
-        return self._run([0], [list(history)], strategy, k, settings).drop(columns="user")
+        return self._run([0], [checked_history(history)], strategy, k, settings).drop(columns="user")
 
     def recommend_user(self, raw_user_id, strategy: str = "rra", k: int | None = None, **settings) -> pd.DataFrame:
         """``recommend`` for a user of the dataset, from their training history."""
@@ -78,11 +124,20 @@ class Recommender:
                        **settings) -> pd.DataFrame:
         """Many histories at once, in one batched run: ``frame`` has ``user, item`` rows (raw
         item ids), each user's in time order. Returns ``user, rank, raw_item_id, title, score``."""
+        if not isinstance(frame, pd.DataFrame):
+            raise UserError(f"the histories are a {type(frame).__name__}: give a pandas DataFrame with columns user "
+                            "and item, one row per interaction, each user's rows in time order")
         missing = [c for c in ("user", "item") if c not in frame.columns]
         if missing:
             raise UserError(f"the histories lack column(s) {', '.join(missing)}; they need user, item rows")
-        histories = frame.groupby("user", sort=False)["item"].agg(list)  # users in order of first appearance
-        return self._run(list(histories.index), list(histories), strategy, k, settings)
+        histories = frame.groupby("user", sort=False, dropna=False)["item"].agg(list)  # users in order of first row
+        checked = []
+        for user, history in histories.items():
+            try:
+                checked.append(checked_history(history))
+            except UserError as error:
+                raise UserError(str(error).replace("the history", f"user {user}'s history", 1)) from None
+        return self._run(list(histories.index), checked, strategy, k, settings)
 
     def _run(self, names: list, histories: list[list], strategy: str, k: int | None, settings: dict) -> pd.DataFrame:
         params = self.params(strategy, k, **settings)

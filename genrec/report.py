@@ -7,7 +7,6 @@ with the same ``metrics.per_user`` the stages use, so the means equal ``metrics/
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +19,7 @@ import pandas as pd  # noqa: E402
 from genrec import metrics, stats  # noqa: E402
 from genrec.baselines import NAMES as BASELINES  # noqa: E402
 from genrec.errors import UserError  # noqa: E402
+from genrec.io import read_json, read_table  # noqa: E402
 
 SEED = 0  # every bootstrap and randomization test of the report
 INTERVAL_METRICS = ("ndcg", "recall", "map")  # reported with 95% intervals
@@ -37,9 +37,14 @@ def stage_of(name: str) -> str:
     return BASELINE_STAGES.get(name, name)
 
 
+def read_recommendations(recs_dir: Path, name: str) -> pd.DataFrame:
+    """``<recs_dir>/<name>.parquet`` (user_id, item_id, rank), as the method's stage wrote it."""
+    return read_table(recs_dir / f"{name}.parquet", stage_of(name), ["user_id", "item_id", "rank"])
+
+
 def recommendations(recs_dir: Path, name: str, users: np.ndarray) -> np.ndarray:
     """(len(users), K) item matrix of ``<recs_dir>/<name>.parquet``, rows in ``users`` order."""
-    frame = pd.read_parquet(recs_dir / f"{name}.parquet").sort_values(["user_id", "rank"])
+    frame = read_recommendations(recs_dir, name).sort_values(["user_id", "rank"])
     matrix = frame.pivot(index="user_id", columns="rank", values="item_id")
     if not np.array_equal(matrix.index.to_numpy(), users):
         raise UserError(f"{recs_dir / name}.parquet does not hold exactly the test users of the split: "
@@ -66,12 +71,12 @@ def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str
     intervals = iter(stats.intervals(np.array([values[name][m] for name in names for m in INTERVAL_METRICS]), SEED))
     methods = {}
     for name in names:
-        summary = json.loads((metrics_dir / f"{name}.json").read_text())
+        summary = read_json(metrics_dir / f"{name}.json", stage_of(name), ["users", f"{COMPARED}@{k}"])
         validation = metrics_dir / "validation" / f"{name}.json"
         methods[name] = {
             "users": summary["users"],
             "chosen": summary.get("chosen", {}),
-            f"validation_ndcg@{k}": (json.loads(validation.read_text())[f"ndcg@{k}"]
+            f"validation_ndcg@{k}": (read_json(validation, stage_of(name), [f"ndcg@{k}"])[f"ndcg@{k}"]
                                      if validation.exists() else None),
             "intervals": {f"{m}@{k}": vars(next(intervals)) for m in INTERVAL_METRICS},
             **{key: value for key, value in summary.items() if key not in ("users", "chosen")},
@@ -79,8 +84,8 @@ def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str
     best = max(names, key=lambda name: methods[name][f"{COMPARED}@{k}"])
     pairs = [(name, reference) for reference in dict.fromkeys([REFERENCE, best]) if reference in names
              for name in names if name != reference]
-    results = stats.comparisons(np.array([values[a][COMPARED] for a, _ in pairs]).reshape(len(pairs), -1),
-                                np.array([values[b][COMPARED] for _, b in pairs]).reshape(len(pairs), -1), SEED)
+    results = stats.comparisons(np.array([values[a][COMPARED] for a, _ in pairs]),
+                                np.array([values[b][COMPARED] for _, b in pairs]), SEED) if pairs else []
     adjusted = stats.holm([r.p_value for r in results])
     comparisons = [{
         "method": a, "against": b, "metric": f"{COMPARED}@{k}",
@@ -145,9 +150,15 @@ def markdown(report: dict) -> str:
 def positions(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
     """Every method's per-position curves in one long table (``method`` first): what the
     DVC plots draw, one colour per method."""
-    return pd.concat([pd.read_csv(metrics_dir / "positions" / f"{name}.csv").assign(method=name)
+    return pd.concat([position_curves(metrics_dir, name).assign(method=name)
                       for name in names])[["method", "position", "users", "hit_rate_at_p", "ndcg_at_p",
                                            "ndcg_first_p", "recall_first_p"]]
+
+
+def position_curves(metrics_dir: Path, name: str) -> pd.DataFrame:
+    """A method's per-position curves, ``<metrics_dir>/positions/<name>.csv``."""
+    return read_table(metrics_dir / "positions" / f"{name}.csv", stage_of(name),
+                      ["position", "users", "hit_rate_at_p", "ndcg_at_p", "ndcg_first_p", "recall_first_p"])
 
 
 def colours(n: int) -> list:
@@ -160,7 +171,7 @@ def colours(n: int) -> list:
 def figure(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str], path: Path) -> None:
     """Three per-position panels; the cumulative NDCG panel carries each method's 95% band."""
     _, recs, relevant = per_user(recs_dir, test, names)
-    curves = {name: pd.read_csv(metrics_dir / "positions" / f"{name}.csv") for name in names}
+    curves = {name: position_curves(metrics_dir, name) for name in names}
     panels = [("hit_rate_at_p", "HR@10 against the p-th future item"),
               ("ndcg_at_p", "NDCG@10 against the p-th future item"),
               ("ndcg_first_p", "NDCG@10 against the first p items (95% band)")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pandas as pd
 import torch
 
 from genrec.errors import UserError
-from genrec.io import require_input
+from genrec.io import read_json, read_table
 from genrec.preprocess import distinct_counts
 
 
@@ -105,10 +104,11 @@ class Split:
 
     @classmethod
     def load(cls, path: str | Path = "data/split") -> "Split":
-        meta = json.loads(Path(require_input(f"{path}/meta.json", "split")).read_text())
-        train = pd.read_parquet(f"{path}/train.parquet")
-        return cls(train, pd.read_parquet(f"{path}/validation.parquet"), pd.read_parquet(f"{path}/test.parquet"),
-                   meta["num_users"], meta["num_items"], UserSequences.from_frame(train, meta["num_users"]))
+        meta = read_json(f"{path}/meta.json", "split", ["num_users", "num_items"])
+        train = read_table(f"{path}/train.parquet", "split", ["user_id", "item_id"])
+        held = [read_table(f"{path}/{name}.parquet", "split", ["user_id", "item_id", "position"])
+                for name in ("validation", "test")]
+        return cls(train, *held, meta["num_users"], meta["num_items"], UserSequences.from_frame(train, meta["num_users"]))
 
     @property
     def validation_users(self) -> np.ndarray:

@@ -3,11 +3,9 @@
 import json
 import sys
 
-import pandas as pd
-
 from genrec import params
 from genrec.errors import stage_main
-from genrec.io import atomic_paths, check_output, json_text, require_input, stage_arguments
+from genrec.io import atomic_paths, check_output, json_text, read_table, stage_arguments
 from genrec.preprocess import PreprocessParams, preprocess, statistics
 
 
@@ -23,7 +21,7 @@ def main() -> None:
     check_output(args.stats, "--stats")
 
     config = params.section(params.load(), "preprocess", PreprocessParams)
-    prepared = preprocess(pd.read_parquet(require_input(args.raw, "download")), config)
+    prepared = preprocess(read_table(args.raw, "download", ["user_id", "item_id", "rating", "timestamp"]), config)
     stats = {**statistics(prepared.interactions), "duplicate_rows": prepared.duplicates}
     # The prepared tables and their statistics are moved into place together, as one set.
     with atomic_paths(args.out, args.stats) as (out, stats_path):

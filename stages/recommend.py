@@ -4,7 +4,6 @@ settings on the validation users (method §6b), then recommend for the test user
 itself again under ``torchrun``; the processes share the users and rank 0 writes. The list goes
 to ``--recs``, by default data/recs/<strategy>.parquet; the metrics under ``--metrics``."""
 
-import json
 import time
 
 import numpy as np
@@ -13,7 +12,7 @@ from genrec import distributed, estimate, metrics, params
 from genrec.errors import stage_main
 from genrec.device import resolve_device
 from genrec.engine import keep_freed_memory
-from genrec.io import atomic_path, check_output, require_input, stage_arguments
+from genrec.io import atomic_path, check_output, read_json, stage_arguments
 from genrec.model import load
 from genrec.sequences import Split, check_unseen
 from genrec.strategies import STRATEGIES, GenerationParams, read_params, recommend
@@ -33,7 +32,7 @@ def main() -> None:
 
     # Read and check every param before the model is loaded.
     config = read_params(params.load(), strategy)  # its own generation keys; evaluation.k its horizon
-    config.check_window(json.loads(open(require_input(f"{args.model}/config.json", "train")).read())["n_positions"])
+    config.check_window(read_json(args.model / "config.json", "train", ["n_positions"])["n_positions"])
     device = resolve_device(config.device, "generation.device")
 
     split = Split.load(args.split)

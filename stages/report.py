@@ -4,11 +4,9 @@ and gather all per-position curves in one table for `dvc plots`."""
 
 import json
 
-import pandas as pd
-
 from genrec import examples, report
 from genrec.errors import stage_main
-from genrec.io import atomic_paths, check_folder, check_output, require_input, stage_arguments
+from genrec.io import atomic_paths, check_folder, check_output, read_table, require_input, stage_arguments
 
 
 
@@ -37,14 +35,15 @@ def main() -> None:
     for path, stage in inputs.items():
         require_input(path, stage)
 
-    test = pd.read_parquet(args.split / "test.parquet")
+    test = read_table(args.split / "test.parquet", "split", ["user_id", "item_id", "position"])
     result = report.build(args.metrics, args.recs, test, args.names)
     shown = [name for name in args.names if name not in report.BASELINES]  # the GPT-2 strategies
     example_users = examples.section(
-        pd.read_parquet(args.split / "train.parquet"), test,
-        {name: pd.read_parquet(args.recs / f"{name}.parquet") for name in shown},
-        examples.item_table(pd.read_parquet(args.prepared / "items.parquet"), pd.read_parquet(args.titles)),
-        pd.read_parquet(args.prepared / "users.parquet"))
+        read_table(args.split / "train.parquet", "split", ["user_id", "item_id"]), test,
+        {name: report.read_recommendations(args.recs, name) for name in shown},
+        examples.item_table(read_table(args.prepared / "items.parquet", "preprocess", ["item_id", "raw_item_id"]),
+                            read_table(args.titles, "download", ["raw_item_id", "title"])),
+        read_table(args.prepared / "users.parquet", "preprocess", ["user_id", "raw_user_id"]))
     text = report.markdown(result)
     with atomic_paths(*(args.metrics / name for name in OUTPUTS)) as (md, table, curves, png):  # one set
         md.write_text(text + "\n" + example_users)

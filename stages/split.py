@@ -2,11 +2,9 @@
 
 import json
 
-import pandas as pd
-
 from genrec import params
 from genrec.errors import stage_main
-from genrec.io import atomic_path, check_output, require_input, stage_arguments
+from genrec.io import atomic_path, check_output, read_table, stage_arguments
 from genrec.split import SplitParams, split
 
 
@@ -20,12 +18,13 @@ def main() -> None:
     check_output(args.out, "--out", SPLIT)
 
     config = params.section(params.load(), "split", SplitParams)
-    items = pd.read_parquet(f"{require_input(args.prepared, 'preprocess')}/items.parquet")
-    result = split(pd.read_parquet(f"{args.prepared}/interactions.parquet"), config)
+    items = read_table(args.prepared / "items.parquet", "preprocess", ["item_id", "raw_item_id"])
+    result = split(read_table(args.prepared / "interactions.parquet", "preprocess", ["user_id", "item_id", "timestamp"]),
+                   config)
     meta = {
         "method": config.method,
         "num_items": int(len(items)),
-        "num_users": int(pd.read_parquet(f"{args.prepared}/users.parquet").shape[0]),
+        "num_users": int(read_table(args.prepared / "users.parquet", "preprocess", ["user_id"]).shape[0]),
         "train_interactions": int(len(result.train)),
         "validation_users": int(result.validation["user_id"].nunique()),
         "test_users": int(result.test["user_id"].nunique()),

@@ -4,6 +4,7 @@ numeric blow-ups, missing inputs and Ctrl-C each get one clear line and leave no
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -137,7 +138,10 @@ def test_the_report_names_the_stage_of_a_missing_method(tmp_path, method, produc
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_training_is_one_line_and_keeps_the_previous_outputs(split_folder, tmp_path):
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_during_training_is_one_line_and_keeps_the_previous_outputs(split_folder, tmp_path, signum, code, word):
+    """Ctrl-C, and SIGTERM alike (before issue 23 it exited 143 without a word and left its
+    temporary folders)."""
     split = str(split_folder / "data" / "split")
     write_params(tmp_path, **TINY_TRAIN)
     assert stage(tmp_path, "train.py", "--split", split).returncode == 0
@@ -158,11 +162,11 @@ def test_ctrl_c_during_training_is_one_line_and_keeps_the_previous_outputs(split
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.2)
     time.sleep(1.0)  # several epochs in
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith("interrupted")
+    assert stderr.strip().splitlines()[-1] == f"{word}: the stage stopped and its previous outputs are left as they were"
     # The previous run's summary and model are intact, and no temporary folder is left.
     assert (tmp_path / "metrics" / "train" / "metrics.json").read_text() == summary
     assert (tmp_path / "data" / "model" / "model.safetensors").read_bytes() == weights
@@ -260,3 +264,143 @@ def test_a_file_where_a_folder_output_goes_is_refused(tmp_path):
     (tmp_path / "data" / "split").write_text("a file of mine")
     assert_one_line_error(stage(tmp_path, "split.py"), "--out data/split is a file, but a folder is written there")
     assert (tmp_path / "data" / "split").read_text() == "a file of mine"
+
+
+# --- a broken artefact is one line: which file, what is wrong, which stage writes it ---------
+
+from test_recommender import pipeline, run_stage as run_in_process  # noqa: E402,F401 (a fixture)
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(b"not what it should be")
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def table_without(column: str):
+    def corrupt(path: Path) -> None:
+        pd.read_parquet(path).drop(columns=column).to_parquet(path)
+    return corrupt
+
+
+def text(content: str):
+    def corrupt(path: Path) -> None:
+        path.write_text(content)
+    return corrupt
+
+
+# (artefact, how it breaks, the reader: a stage script with its arguments or "recommender", the
+# words of the one-line error)
+BROKEN = [
+    ("data/raw/interactions.parquet", garbage, ["preprocess.py"], "is damaged", "dvc repro -f download"),
+    ("data/prepared/interactions.parquet", truncate, ["split.py"], "is damaged", "dvc repro -f preprocess"),
+    ("data/prepared/items.parquet", table_without("raw_item_id"), ["split.py"], "lacks column(s) raw_item_id",
+     "dvc repro -f preprocess"),
+    ("data/split/meta.json", text("{not json"), ["train.py"], "is not valid JSON", "dvc repro -f split"),
+    ("data/split/meta.json", text("{}"), ["train.py"], "lacks key(s) num_users, num_items", "dvc repro -f split"),
+    ("data/split/meta.json", text("[1, 2]"), ["train.py"], "holds a JSON list, not an object", "dvc repro -f split"),
+    ("data/split/train.parquet", truncate, ["recommend.py", "topk"], "is damaged", "dvc repro -f split"),
+    ("data/split/test.parquet", garbage, ["report.py", "topk"], "is damaged", "dvc repro -f split"),
+    ("data/model/model.safetensors", truncate, ["recommend.py", "topk"], "holds a damaged model",
+     "dvc repro -f train"),
+    ("data/model/config.json", text("{"), ["recommend.py", "greedy"], "is not valid JSON", "dvc repro -f train"),
+    ("data/recs/topk.parquet", garbage, ["report.py", "topk"], "is damaged", "dvc repro -f topk"),
+    ("metrics/topk.json", text("{}"), ["report.py", "topk"], "lacks key(s) users", "dvc repro -f topk"),
+    ("metrics/positions/topk.csv", text("a,b\n1,2\n"), ["report.py", "topk"], "lacks column(s) position",
+     "dvc repro -f topk"),
+    ("metrics/rra.json", text("nan?"), ["bundle.py"], "is not valid JSON", "dvc repro -f rra"),
+    ("data/raw/items.parquet", table_without("title"), ["bundle.py"], "lacks column(s) title",
+     "dvc repro -f download"),
+    ("data/model/model.safetensors", garbage, ["bundle.py"], "holds a damaged model", "dvc repro -f train"),
+    ("data/recommender/settings.json", text("{"), "recommender", "is not valid JSON", "dvc repro -f bundle"),
+    ("data/recommender/settings.json", text("[]"), "recommender", "holds a JSON list", "dvc repro -f bundle"),
+    ("data/recommender/settings.json", lambda p: p.write_text(p.read_text().replace('"temperature"', '"temprature"')),
+     "recommender", "the settings of sampling are", "dvc repro -f bundle"),
+    ("data/recommender/settings.json", lambda p: p.write_text(p.read_text().replace('"rra"', '"rra2"')),
+     "recommender", "has no settings for rra and unknown strategies rra2", "dvc repro -f bundle"),
+    ("data/recommender/items.parquet", table_without("title"), "recommender", "lacks column(s) title",
+     "dvc repro -f bundle"),
+    ("data/recommender/history.parquet", garbage, "recommender", "is damaged", "dvc repro -f bundle"),
+    ("data/recommender/model/model.safetensors", truncate, "recommender", "holds a damaged model",
+     "dvc repro -f bundle"),
+]
+
+
+@pytest.mark.parametrize("artefact, corrupt, reader, what, fix", BROKEN,
+                         ids=[f"{row[0]}-{i}" for i, row in enumerate(BROKEN)])
+def test_a_broken_artefact_is_one_line(pipeline, tmp_path, monkeypatch, capsys, artefact, corrupt, reader, what, fix):
+    """Issue 23: 22 such cases printed a traceback (SafetensorError, ArrowInvalid, KeyError, ...)."""
+    from genrec.recommender import Recommender
+    folder = tmp_path / "copy"
+    shutil.copytree(pipeline, folder)
+    corrupt(folder / artefact)
+    monkeypatch.chdir(folder)
+    if reader == "recommender":
+        with pytest.raises(ValueError) as error:
+            Recommender.load("data/recommender", "cpu")
+        message = f"error: {error.value}"
+    else:
+        with pytest.raises(SystemExit) as exit_:
+            run_in_process(*reader)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        message = err.strip().splitlines()[-1]
+    assert message.startswith(f"error: {artefact}") or message.startswith(f"error: {Path(artefact).parent}"), message
+    assert what in message and fix in message, message
+
+
+@pytest.mark.slow
+def test_a_stage_under_dvc_ends_with_its_parent(split_folder, tmp_path):
+    """SIGKILL to `dvc repro` once left its stage running on, writing data/model after DVC had
+    gone. Under DVC (DVC_STAGE set) the stage asks the kernel for SIGTERM when its parent ends:
+    it stops, removes its temporaries and leaves the previous outputs."""
+    split = str(split_folder / "data" / "split")
+    write_params(tmp_path, **TINY_TRAIN)
+    assert stage(tmp_path, "train.py", "--split", split).returncode == 0
+    weights = (tmp_path / "data" / "model" / "model.safetensors").read_bytes()
+    write_params(tmp_path, model=TINY_TRAIN["model"],
+                 train={**TINY_TRAIN["train"], "max_epochs": 100_000, "patience": 100_000, "seed": 7})
+    # The parent stands in for DVC: it starts the stage, prints its pid and waits.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); "
+                               "p.wait()", sys.executable, str(REPO / "stages" / "train.py"), "--split", split],
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "DVC_STAGE": "train"})
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "metrics").glob(".train.*/train/plots/metrics/train/loss.tsv")):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{child}").exists() and b"Z" not in Path(f"/proc/{child}/stat").read_bytes().split(b")")[1][:3]:
+        assert time.monotonic() < deadline, "the stage outlived its parent"
+        time.sleep(0.2)
+    assert temporaries(tmp_path) == []
+    assert (tmp_path / "data" / "model" / "model.safetensors").read_bytes() == weights
+
+
+def test_a_full_disk_is_one_line_and_writes_nothing(pipeline, tmp_path, monkeypatch, capsys):
+    """The train stage once printed 19 tracebacks over 118 lines for ENOSPC."""
+    import errno
+    folder = tmp_path / "copy"
+    shutil.copytree(pipeline, folder)
+    monkeypatch.chdir(folder)
+    before = {path: path.read_bytes() for path in (folder / "data" / "split").iterdir()}
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(SystemExit) as exit_:
+        run_in_process("split.py")
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the disk is full writing ") and err.count("\n") == 1, err
+    assert "train.parquet; nothing was written: free some space and run the stage again" in err
+    assert {path: path.read_bytes() for path in (folder / "data" / "split").iterdir()} == before
+    assert temporaries(folder) == []

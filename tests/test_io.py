@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,27 @@ def test_atomic_path_replaces_a_folder_only_by_its_own_kind_of_folder(tmp_path):
             tmp.write_text("a file")
     assert sorted(p.name for p in target.iterdir()) == ["a.parquet", "mine.txt"]
     assert (target / "a.parquet").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_temporaries_of_a_killed_run_are_removed_by_the_next(tmp_path):
+    """A run killed with SIGKILL cannot clean up; its temporary folder names its process, so
+    the next run on the same output removes it, and leaves a live run's alone."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".model.{dead.pid}.abcd1234"
+    live = tmp_path / f".model.{os.getpid()}.efgh5678"
+    other = tmp_path / ".model.backup"  # not ours: no process id
+    for folder in (stale, live, other):
+        (folder / "model").mkdir(parents=True)
+    with atomic_path(tmp_path / "model") as tmp:
+        tmp.mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "model"])
+
+
+def test_an_interruption_under_dvc_says_how_to_restore(monkeypatch):
+    from genrec.errors import interrupted_message
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    assert interrupted_message(False) == "interrupted: the stage stopped and its previous outputs are left as they were"
+    monkeypatch.setenv("DVC_STAGE", "rra")  # DVC removed the outputs before running the stage
+    assert interrupted_message(True) == ("terminated: the stage stopped. DVC had removed its previous outputs before "
+                                         "running it; `make restore` brings back the last committed ones")

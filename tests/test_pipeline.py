@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,33 @@ def test_baseline_experiment_reruns_only_that_baseline(repo: Path) -> None:
     out = run(["dvc", "exp", "run", "-S", "sasrec.dropout=0.2"], repo).stdout
     ran = {s for s in STAGES if f"Running stage '{s}'" in out}
     assert ran == {"baseline@sasrec", "report"}, out
+
+
+def test_an_interrupted_repro_says_so_and_make_restore_brings_everything_back(repo: Path) -> None:
+    """Ctrl-C during `dvc repro -s rra`: DVC removes the stage's outputs before running it, so the
+    stage cannot keep them; it says so and names `make restore`, which brings back every output,
+    the cache: false metrics included (`dvc checkout` alone does not)."""
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "before the interruption", "--allow-empty"], repo)
+    shutil.copy(ROOT / "Makefile", repo / "Makefile")
+    committed = {path: (repo / path).read_bytes() for path in ("data/recs/rra.parquet", "metrics/rra.json",
+                                                               "metrics/validation/rra.json", "metrics/tuning/rra.csv")}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    dvc = subprocess.Popen(["dvc", "repro", "-f", "-s", "rra"], cwd=repo, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    for line in dvc.stdout:  # wait until the stage itself runs (its first progress line)
+        lines.append(line)
+        if line.startswith("rra tuning"):
+            break
+    os.killpg(dvc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
+    out = "".join(lines) + dvc.communicate(timeout=120)[0]
+    assert dvc.returncode != 0
+    assert "interrupted: the stage stopped. DVC had removed its previous outputs before running it; " \
+           "`make restore` brings back the last committed ones" in out, out
+    assert not (repo / "data/recs/rra.parquet").exists()
+    result = subprocess.run(["make", "-o", "setup", "restore"], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {path: (repo / path).read_bytes() for path in committed} == committed
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo).stdout
+    (repo / "Makefile").unlink()

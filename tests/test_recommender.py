@@ -244,7 +244,7 @@ def test_input_file(pipeline, recommender, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, words", [
     (["--history", "99999,abc"], "no item id the model knows"),
-    (["--history", ","], "--history is empty"),
+    (["--history", ","], "the history's item id at position 1 is empty"),
     (["--user", "nobody"], "unknown user 'nobody'"),
     (["--history", "5", "--strategy", "nucleus"], "invalid choice: 'nucleus'"),
     (["--history", "5", "--strategy", "rra", "--temperature", "0"], "setting temperature must be between"),
@@ -318,3 +318,38 @@ def test_lists_hold_only_unseen_distinct_real_items_or_say_why(recommender, stra
         recommender.recommend(every[:-5], strategy, k=10)
     recs = recommender.recommend(every[:-5], strategy, k=5)
     assert sorted(recs["raw_item_id"]) == sorted(every[-5:])
+
+
+# --- the Python API checks its arguments as the command does ---------------------------------
+
+@pytest.mark.parametrize("history, words", [
+    ("50,172", "the history is the string '50,172', not a list"),  # once read character by character
+    (50, "the history is a int (50), not a list"),  # once a TypeError
+    ([5, float("nan"), 6], "the history's item id at position 2 is missing (nan)"),  # once hid its items
+    ([5, None], "the history's item id at position 2 is missing (None)"),
+    ([5, " "], "the history's item id at position 2 is empty"),
+    ([5, (6, 7)], "the history's item id at position 2 is a tuple ((6, 7)); raw item ids are whole numbers"),
+    ([5, 6.5], "the history's item id at position 2 is a float (6.5)"),
+    ([], "the history is empty"),
+])
+def test_a_malformed_history_is_one_line(recommender, history, words):
+    with pytest.raises(ValueError) as error:
+        recommender.recommend(history, "topk")
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_recommend_many_takes_a_frame(recommender):
+    with pytest.raises(ValueError, match="the histories are a list: give a pandas DataFrame with columns user and item"):
+        recommender.recommend_many([(1, 50)], "topk")  # once an AttributeError
+    frame = pd.DataFrame({"user": ["a", "a", "b"], "item": [5, None, 6]})
+    with pytest.raises(ValueError, match="user a's history's item id at position 2 is missing"):
+        recommender.recommend_many(frame, "topk")
+
+
+@pytest.mark.parametrize("flag, history", [("50,,172", ["50", "", "172"]), (" , ", ["", ""])])
+def test_the_command_and_the_api_give_one_message(pipeline, recommender, capsys, flag, history):
+    with pytest.raises(ValueError) as api:
+        recommender.recommend(history, "topk")
+    with pytest.raises(SystemExit):
+        cli.main(command(pipeline, "--history", flag))
+    assert capsys.readouterr().err == f"error: {api.value}\n"
