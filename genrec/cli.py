@@ -1,5 +1,7 @@
-"""The `genrec` console command: `genrec recommend` asks the trained model for recommendations.
+"""The `genrec` console command: `genrec recommend` asks the trained model for recommendations,
+`genrec items` finds item ids by title.
 
+    genrec items --search "star wars"
     genrec recommend --history 50,172,133 --strategy rra -k 10
     genrec recommend --user 196 --strategy beam --json
     genrec recommend --input histories.csv --output recs.csv   # user,item rows, in time order
@@ -14,12 +16,12 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import torch
 
 from genrec.engine import keep_freed_memory
 from genrec.errors import UserError
-from genrec.io import atomic_path, check_output
+from genrec.io import atomic_path, check_output, read_table
 from genrec.recommender import Recommender
 from genrec.strategies import STRATEGIES
 
@@ -49,16 +51,44 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="with --input: write the recommendations here (.csv or .parquet); "
                                                "default: print them")
     p.add_argument("--strategy", default="rra", choices=STRATEGIES, help="default: %(default)s")
-    p.add_argument("-k", type=positive_int, help="items to recommend (the generation horizon); default: chosen")
+    p.add_argument("-k", type=positive_int, help="the list's length: the first k items of the strategy's list "
+                                                 "(default: all of them)")
+    p.add_argument("--horizon", type=positive_int, help="items the strategy generates and ranks (default: the "
+                                                        "pipeline's evaluation.k)")
     p.add_argument("--temperature", type=float, help="sampling, rra, ra")
     p.add_argument("--top-k", dest="top_k", type=int, help="sampling, rra, ra: keep the k most likely items (0: all)")
     p.add_argument("--num-sequences", dest="num_sequences", type=positive_int, help="rra, ra: sampled sequences")
     p.add_argument("--num-beams", dest="num_beams", type=positive_int, help="beam")
     p.add_argument("--seed", type=int, help="sampling, rra, ra")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--model", default="data/recommender", help="the recommender folder (default: %(default)s)")
+    p.add_argument("--model", type=Path, help=f"the recommender folder (default: {FOLDER} here or in the "
+                                              "repository above this folder)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    items = commands.add_parser("items", help="find items (raw ids and titles) by title",
+                                description="List the items whose title holds every word of --search.")
+    items.add_argument("--search", required=True, help='words of the title, any case: --search "star wars"')
+    items.add_argument("--model", type=Path, help=f"the recommender folder (default: {FOLDER}, as for recommend)")
     return root
+
+
+FOLDER = Path("data/recommender")
+
+
+def recommender_folder(given: Path | None) -> Path:
+    """``--model``, or data/recommender in this folder or in the nearest folder above it that
+    holds a dvc.yaml (the repository), so the command works from any folder of the repository."""
+    if given is not None:
+        return given
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / FOLDER).is_dir() or (folder / "dvc.yaml").is_file():
+            found = folder / FOLDER
+            if found.is_dir():
+                return found
+            raise UserError(f"no recommender folder at {found}: run `dvc repro bundle` in {folder} first, "
+                            "or give --model PATH")
+    raise UserError(f"no recommender folder at {here / FOLDER} and no repository (dvc.yaml) above {here}: "
+                    "run the command in the repository, or give --model PATH")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,8 +107,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace) -> str:
     """What to print (nothing when the recommendations went to --output)."""
-    settings = {key: getattr(args, key) for key in ("temperature", "top_k", "num_sequences", "num_beams", "seed")
-                if getattr(args, key) is not None}
+    if args.command == "items":
+        return find_items(recommender_folder(args.model), args.search)
+    settings = {key: getattr(args, key) for key in ("horizon", "temperature", "top_k", "num_sequences", "num_beams",
+                                                    "seed") if getattr(args, key) is not None}
     if args.output and not args.input:
         raise UserError("--output goes with --input; --history and --user print their recommendations")
     if args.output:
@@ -86,12 +118,8 @@ def run(args: argparse.Namespace) -> str:
     if args.input:
         histories = read_histories(args.input)
         keep_freed_memory()  # many users: the strategy stages' batches, and their allocation pattern
-    else:
-        # One history is a few small matrix products: threads only add overhead (and on a
-        # busy machine spin-wait for cores); measured in benchmarks/bench_recommend.py.
-        torch.set_num_threads(1)
-    recommender = Recommender.load(args.model, args.device)
-    params = recommender.params(args.strategy, args.k, **settings)  # bad settings fail before any work
+    recommender = Recommender.load(recommender_folder(args.model), args.device)
+    params = recommender.params(args.strategy, **settings)  # bad settings fail before any work
     if args.input:
         recs = recommender.recommend_many(histories, args.strategy, args.k, **settings)
         if args.output:
@@ -135,12 +163,31 @@ def read_histories(path: Path) -> pd.DataFrame:
 
 
 def records(recs: pd.DataFrame) -> list[dict]:
-    """JSON-ready rows: numpy numbers to Python ones, a missing title or score to null."""
+    """JSON-ready rows: numpy numbers to Python ones, a missing title or score to null, and a
+    score to the digits its float32 holds (9.999999, not 9.999999046325684)."""
     out = []
     for row in recs.to_dict(orient="records"):
+        row["score"] = float(str(np.float32(row["score"])))
         out.append({key: None if value is pd.NA or (isinstance(value, float) and math.isnan(value))
                     else value.item() if hasattr(value, "item") else value for key, value in row.items()})
     return out
+
+
+def find_items(folder: Path, search: str) -> str:
+    """The items whose title holds every word of ``search`` (any case), as a table."""
+    if not (folder / "items.parquet").exists():
+        raise UserError(f"{folder} is not a recommender folder (no items.parquet): run `dvc repro bundle` first")
+    items = read_table(folder / "items.parquet", "bundle", ["raw_item_id", "title"])
+    words = search.lower().split()
+    if not words:
+        raise UserError('--search is empty: give words of a title, such as --search "star wars"')
+    titles = items["title"].fillna("").astype(str).str.lower()
+    found = items[np.logical_and.reduce([titles.str.contains(word, regex=False) for word in words])]
+    if found.empty:
+        with_titles = int(items["title"].notna().sum())
+        raise UserError(f"no title holds {search!r} ({with_titles:,} of the {len(items):,} items have a title)")
+    rows = [f"{'item':>8}  title"] + [f"{str(raw):>8}  {title}" for raw, title in zip(found["raw_item_id"], found["title"])]
+    return "\n".join(rows)
 
 
 def table(recs: pd.DataFrame) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+from pydantic import field_validator
 from tqdm import tqdm
 
 from genrec.errors import UserError
@@ -92,8 +93,9 @@ def cached(dest: Path, algorithm: str, expected: str) -> bool:
     return False
 
 
-def load(dataset: str) -> pd.DataFrame:
-    """The raw interactions of ``dataset``: a name from ``DATASETS`` or a file path."""
+def load(dataset: str, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """The raw interactions of ``dataset``: a name from ``DATASETS`` or a file path, whose
+    ``columns`` (``data.columns``) name the file's own columns."""
     if dataset in DATASETS:
         source = DATASETS[dataset]
         if isinstance(source, RecboleWheel):
@@ -102,7 +104,7 @@ def load(dataset: str) -> pd.DataFrame:
         archive = fetch(f"{base.rstrip('/')}/{source.file}", cache_dir() / source.file, md5=source.md5)
         return read_grouplens(archive, source)
     if dataset.lower().endswith((".csv", ".parquet", ".pq")) or os.sep in dataset or "/" in dataset:
-        return read_user_file(Path(dataset))
+        return read_user_file(Path(dataset), columns)
     raise UserError(
         f"params.yaml: data.dataset is '{dataset}', which is neither a known dataset "
         f"({', '.join(DATASETS)}) nor a path to a .csv or .parquet file"
@@ -273,12 +275,15 @@ def experiment_copy_hint(path: Path) -> str:
             f"(dvc exp run --queue --copy-paths {path.parts[0]} ...), or commit it to git")
 
 
-def read_user_file(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file with ``user_id, item_id, timestamp`` (extra columns ignored).
+def read_user_file(path: Path, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file with a user, an item and a timestamp column, named as in
+    ``columns`` (``data.columns``; by default ``user_id, item_id, timestamp``); other columns
+    but ``rating`` are ignored.
 
     Timestamps may be numbers (e.g. Unix seconds) or date-time strings; the latter become
     Unix seconds.
     """
+    columns = columns or {name: name for name in COLUMNS_OF_A_FILE}
     label = f"data.dataset file {path}"
     if not path.is_file():
         raise UserError(experiment_copy_hint(path) or
@@ -292,19 +297,27 @@ def read_user_file(path: Path) -> pd.DataFrame:
         raise UserError(f"{label} is empty; it needs a header and rows user_id,item_id,timestamp") from None
     except Exception as error:  # pandas/pyarrow raise many types for unreadable files
         raise UserError(f"{label} could not be read ({type(error).__name__}: {error})") from None
-    missing = [c for c in ("user_id", "item_id", "timestamp") if c not in frame.columns]
+    def shown(key: str) -> str:  # the file's name for a column, and ours where they differ
+        return columns[key] if columns[key] == key else f"{columns[key]} ({key})"
+
+    missing = [key for key in COLUMNS_OF_A_FILE if columns[key] not in frame.columns]
     if missing:
-        raise UserError(f"{label} lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}")
+        hint = "" if all(columns[key] == key for key in missing) else " (data.columns)"
+        raise UserError(f"{label} lacks column(s) {', '.join(shown(key) for key in missing)}{hint}; it has "
+                        f"{', '.join(map(str, frame.columns))}. Name your columns in params.yaml's data.columns, "
+                        "such as user_id: user")
+    rating = frame["rating"] if "rating" in frame.columns and "rating" not in columns.values() else None
+    frame = pd.DataFrame({key: frame[columns[key]] for key in COLUMNS_OF_A_FILE})
     if frame.empty:
         raise UserError(f"{label} has no rows")
-    for column in ("user_id", "item_id", "timestamp"):
+    for column in COLUMNS_OF_A_FILE:
         if frame[column].isna().any():
             row = int(np.flatnonzero(frame[column].isna().to_numpy())[0])
-            raise UserError(f"{label} has an empty {column} in data row {row + 1}")
+            raise UserError(f"{label} has an empty {shown(column)} in data row {row + 1}")
     for column in ("user_id", "item_id"):
-        _check_ids(frame[column], column, label)
+        _check_ids(frame[column], shown(column), label)
     timestamps = _parse_timestamps(frame["timestamp"], label)
-    rating = frame["rating"] if "rating" in frame.columns else pd.Series(np.nan, index=frame.index)
+    rating = pd.Series(np.nan, index=frame.index) if rating is None else rating
     return pd.DataFrame({
         "user_id": frame["user_id"].to_numpy(),
         "item_id": frame["item_id"].to_numpy(),
@@ -383,8 +396,25 @@ def _seconds(values: np.ndarray, column: pd.Series, label: str) -> np.ndarray:
     return values.astype(np.int64)
 
 
+COLUMNS_OF_A_FILE = ("user_id", "item_id", "timestamp")  # what a user's file must have, under any names
+
+
 class DataParams(Section):
     dataset: str  # ml-100k, ml-1m, ml-20m, or a path to a .csv/.parquet file
+    columns: dict[str, str]  # a user's file: the column that holds each of COLUMNS_OF_A_FILE
+
+    @field_validator("columns")
+    @classmethod
+    def _one_column_each(cls, columns: dict[str, str]) -> dict[str, str]:
+        if sorted(columns) != sorted(COLUMNS_OF_A_FILE):
+            raise ValueError(f"data.columns must name your file's column for each of {', '.join(COLUMNS_OF_A_FILE)} "
+                             f"(such as user_id: user), got keys {', '.join(map(str, columns)) or 'none'}")
+        empty = [key for key, column in columns.items() if not column.strip()]
+        if empty:
+            raise ValueError(f"data.columns.{empty[0]} is empty; give the name of a column of your file")
+        if len(set(columns.values())) < len(columns):
+            raise ValueError(f"data.columns names one column for two keys: {columns}")
+        return columns
 
 
 # --- item titles ----------------------------------------------------------------------------

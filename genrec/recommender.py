@@ -13,11 +13,13 @@ gets the same list alone or among others.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from genrec.errors import UserError
 from genrec.io import read_json, read_table
@@ -40,8 +42,9 @@ def checked_history(history) -> list:
         raise UserError(f"the history is the string {history!r}, not a list: {example}")
     if not hasattr(history, "__iter__") or isinstance(history, (pd.DataFrame, dict)) or \
             (isinstance(history, np.ndarray) and history.ndim != 1):
+        kind = type(history).__name__
         shown = f" ({history!r})" if not hasattr(history, "__iter__") else ""
-        raise UserError(f"the history is a {type(history).__name__}{shown}, not a list: {example}")
+        raise UserError(f"the history is {'an' if kind[0] in 'aeiou' else 'a'} {kind}{shown}, not a list: {example}")
     items = []
     for position, item in enumerate(history, start=1):
         if item is None or item is pd.NA or (isinstance(item, float) and np.isnan(item)):
@@ -76,6 +79,20 @@ def _check_settings(path: Path, settings) -> None:
             raise UserError(f"{path}: the settings of {name} are {got}, not {sorted(expected)}: {fix}")
 
 
+@contextlib.contextmanager
+def _threads_for(histories: int):
+    """One history is a few small matrix products: on the CPU extra threads only add overhead,
+    and on a busy machine they spin-wait for cores (20 ms against 2 s measured on a loaded
+    2-core machine; benchmarks/bench_recommend.py). The caller's setting is restored after."""
+    before = torch.get_num_threads()
+    if histories == 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Recommender:
     def __init__(self, model, items: pd.DataFrame, users: pd.DataFrame, history: pd.DataFrame,
                  settings: dict[str, dict]):
@@ -104,9 +121,12 @@ class Recommender:
     # --- the three ways to ask ---------------------------------------------------------------
 
     def recommend(self, history, strategy: str = "rra", k: int | None = None, **settings) -> pd.DataFrame:
-        """``k`` items for one history of raw item ids, oldest first: ``rank, raw_item_id,
-        title, score``. ``settings`` override the strategy's chosen ones (``temperature=0.3``)."""
-        return self._run([0], [checked_history(history)], strategy, k, settings).drop(columns="user")
+        """The first ``k`` items of the strategy's list for one history of raw item ids, oldest
+        first: ``rank, raw_item_id, title, score``. ``settings`` override the strategy's chosen
+        ones (``temperature=0.3``, ``horizon=20``: the items it generates, the pipeline's k by
+        default); ``k`` only cuts the list, so the top 5 are the first 5 of the top 10."""
+        with _threads_for(1):
+            return self._run([0], [checked_history(history)], strategy, k, settings).drop(columns="user")
 
     def recommend_user(self, raw_user_id, strategy: str = "rra", k: int | None = None, **settings) -> pd.DataFrame:
         """``recommend`` for a user of the dataset, from their training history."""
@@ -114,11 +134,13 @@ class Recommender:
         if user is None:
             raise UserError(f"unknown user {raw_user_id!r}: the model knows {len(self._user_of):,} users "
                             f"(raw ids such as {', '.join(list(self._user_of)[:3])})")
-        params = self.params(strategy, k, **settings)
+        params = self.params(strategy, **settings)
+        k = self._length(k, params)
         seen = self._history.items[self._history.indptr[user]:self._history.indptr[user + 1]]
         self._check_unseen([f"user {raw_user_id}"], [seen], params.horizon)
-        items, scores = recommend(strategy, self.model, self._history, np.array([user]), params)
-        return self._frame(items, scores).drop(columns="user")
+        with _threads_for(1):
+            items, scores = recommend(strategy, self.model, self._history, np.array([user]), params)
+        return self._frame(items[:, :k], scores[:, :k]).drop(columns="user")
 
     def recommend_many(self, frame: pd.DataFrame, strategy: str = "rra", k: int | None = None,
                        **settings) -> pd.DataFrame:
@@ -140,7 +162,8 @@ class Recommender:
         return self._run(list(histories.index), checked, strategy, k, settings)
 
     def _run(self, names: list, histories: list[list], strategy: str, k: int | None, settings: dict) -> pd.DataFrame:
-        params = self.params(strategy, k, **settings)
+        params = self.params(strategy, **settings)
+        k = self._length(k, params)
         if not histories:
             raise UserError("no history given: give at least one raw item id")
         encoded, unknown = [], []
@@ -163,7 +186,7 @@ class Recommender:
         # Every given history draws from stream 0: the same history gets the same list wherever it is.
         items, scores = recommend(strategy, self.model, sequences, np.arange(len(encoded)), params,
                                   streams=np.zeros(len(encoded), dtype=np.int64))
-        out = self._frame(items, scores)
+        out = self._frame(items[:, :k], scores[:, :k])
         out["user"] = pd.Series(names, dtype=object).to_numpy()[out["user"].to_numpy()]
         return out
 
@@ -175,34 +198,47 @@ class Recommender:
         items = self._history.items[self._history.indptr[user]:self._history.indptr[user + 1]]
         return self.items.iloc[items - 1][["raw_item_id", "title"]].reset_index(drop=True)
 
-    def params(self, strategy: str, k: int | None = None, **settings) -> GenerationParams:
-        """The strategy's chosen settings, with ``k`` (the horizon) and ``settings`` changed."""
+    def params(self, strategy: str, **settings) -> GenerationParams:
+        """The strategy's chosen settings (the horizon among them), with ``settings`` changed."""
         if strategy not in STRATEGIES:
             raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         extra = sorted(set(settings) - set(STRATEGIES[strategy].settings))
         if extra:
             raise UserError(f"{strategy} has no setting {', '.join(extra)}; it reads "
-                            f"{', '.join(s for s in STRATEGIES[strategy].settings if s != 'horizon') or 'none'}")
+                            f"{', '.join(STRATEGIES[strategy].settings)}")
         # The bundle's settings (params.yaml's or the tuned values), checked as the strategy
         # stages check them. The batch size is chosen from the free memory (0) and the device
         # is the model's: neither is a bundle setting.
-        values = {**self.settings[strategy], **settings, **({} if k is None else {"horizon": k}), "batch_size": 0}
+        values = {**self.settings[strategy], **settings, "batch_size": 0}
         try:
             params = section({"generation": values}, "generation", GenerationParams, keys=list(values))
             params.check_window(self.model.config.n_positions)
         except UserError as error:  # the checks name params.yaml; here the values come from the caller
-            raise UserError(str(error).replace("params.yaml: evaluation.k", "k")
+            raise UserError(str(error).replace("params.yaml: evaluation.k", "setting horizon")
                             .replace("params.yaml: generation.", "setting ")) from None
         return params
 
-    def _check_unseen(self, whose: list[str], histories: list, k: int) -> None:
-        """Every list holds k unseen, distinct, real items: refuse a history that leaves fewer."""
+    @staticmethod
+    def _length(k: int | None, params: GenerationParams) -> int:
+        """The list length: ``k`` items of the strategy's ``horizon``, all of them by default."""
+        if k is None:
+            return params.horizon
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise UserError(f"k must be a whole number of items, at least 1, got {k!r}")
+        if k > params.horizon:
+            raise UserError(f"k ({k}) is more than the {params.horizon} items the strategy generates (its horizon): "
+                            f"ask for at most {params.horizon}, or generate more (horizon={k}, --horizon {k})")
+        return int(k)
+
+    def _check_unseen(self, whose: list[str], histories: list, horizon: int) -> None:
+        """Every list holds ``horizon`` unseen, distinct, real items: refuse a history that leaves fewer."""
         num_items = len(self.items)
         for label, history in zip(whose, histories):
             unseen = num_items - len(set(history))
-            if unseen < k:
+            if unseen < horizon:
                 raise UserError(f"{label} has seen {num_items - unseen:,} of the {num_items:,} items, leaving "
-                                f"{unseen} unseen: fewer than the k = {k} to recommend; ask for at most {unseen}")
+                                f"{unseen} unseen: fewer than the {horizon} the strategy generates (its horizon); "
+                                f"generate at most {unseen} (horizon={unseen}, --horizon {unseen})")
 
     def _frame(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
         """(users, K) internal ids and scores to long rows ``user, rank, raw_item_id, title, score``."""

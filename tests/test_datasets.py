@@ -614,3 +614,46 @@ def test_user_file_overflowing_timestamps_are_refused(tmp_path, timestamps):
     pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "timestamp": timestamps}).to_parquet(path)
     with pytest.raises(UserError, match="timestamp .* in data row 1 is out of range"):
         datasets.read_user_file(path)
+
+
+MINE = {"user_id": "user", "item_id": "item", "timestamp": "time"}
+
+
+def test_a_file_with_its_own_column_names(tmp_path):
+    """Issue 24: `user,item,time` once had to be renamed by hand; data.columns names them."""
+    path = tmp_path / "mine.csv"
+    pd.DataFrame({"user": ["a", "a", "b"], "item": [3, 4, 3], "time": [10, 20, 30], "rating": [5, 4, 3],
+                  "user_id": ["ignored"] * 3}).to_csv(path, index=False)
+    raw = datasets.read_user_file(path, MINE)
+    assert list(raw.columns) == datasets.COLUMNS
+    assert raw["user_id"].tolist() == ["a", "a", "b"] and raw["timestamp"].tolist() == [10, 20, 30]
+    assert raw["rating"].tolist() == [5.0, 4.0, 3.0]
+    with pytest.raises(UserError, match=r"lacks column\(s\) user_id, item_id, timestamp; it has user, item, time.*"
+                                        r"Name your columns in params.yaml's data.columns, such as user_id: user"):
+        datasets.read_user_file(_write(tmp_path, "time"))  # no data.columns: our names
+    with pytest.raises(UserError, match=r"lacks column\(s\) time \(timestamp\) \(data.columns\); it has user, item"):
+        datasets.read_user_file(_write(tmp_path, "when"), MINE)
+    pd.DataFrame({"user": ["a", None], "item": [3, 4], "time": [1, 2]}).to_csv(path, index=False)
+    with pytest.raises(UserError, match=r"has an empty user \(user_id\) in data row 2"):
+        datasets.read_user_file(path, MINE)
+
+
+def _write(folder, time_column: str):
+    path = folder / f"{time_column}.csv"
+    pd.DataFrame({"user": ["a"], "item": [3], time_column: [10]}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("columns, words", [
+    ({"user_id": "user", "item_id": "item"}, "data.columns must name your file's column for each of user_id, "
+                                             "item_id, timestamp (such as user_id: user), got keys user_id, item_id"),
+    ({**MINE, "rating": "stars"}, "got keys user_id, item_id, timestamp, rating"),
+    ({**MINE, "item_id": "user"}, "data.columns names one column for two keys"),
+    ({**MINE, "timestamp": " "}, "data.columns.timestamp is empty"),
+    ("user", "data.columns must be a dict, got 'user'"),
+])
+def test_bad_columns_are_one_line(columns, words):
+    from genrec import params
+    with pytest.raises(UserError) as error:
+        params.section({"data": {"dataset": "mine.csv", "columns": columns}}, "data", datasets.DataParams)
+    assert words in str(error.value)

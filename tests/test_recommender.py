@@ -12,17 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from genrec import bundle, cli
 from genrec.errors import UserError
 from genrec.recommender import Recommender, UnknownItemsWarning
+from genrec.strategies import recommend
 from genrec.strategies import STRATEGIES
 from test_pipeline import generated_interactions
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {
-    "data": {"dataset": "interactions.csv"},
+    "data": {"dataset": "interactions.csv", "columns": {"user_id": "user_id", "item_id": "item_id", "timestamp": "timestamp"}},
     "preprocess": {"min_item_users": 5, "min_user_items": 20, "duplicates": "keep"},
     "split": {"method": "leave_last_n", "n": 5, "quantile": 0.9, "validation_fraction": 0.5, "seed": 42},
     "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1},
@@ -172,13 +174,40 @@ def test_a_history_is_prompted_like_a_users(pipeline, recommender, strategy):
             pd.testing.assert_frame_equal(got, recommender.recommend_user(users[user], strategy))
 
 
-def test_k_and_settings_change_the_list(recommender):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_k_cuts_the_list_and_the_horizon_makes_it(recommender, strategy):
+    """Issue 24: -k 5 once set the generation horizon, so RRA's top 5 were not the first 5 of
+    its top 10. k is the list's length now; the horizon is a setting of its own."""
     history = [5, 6, 7, 8]
-    assert len(recommender.recommend(history, "rra", k=3)) == 3
-    base = recommender.recommend(history, "rra", k=8)
-    other = [recommender.recommend(history, "rra", k=8, seed=seed)["raw_item_id"].tolist() for seed in range(5)]
+    full = recommender.recommend(history, strategy)  # the pipeline's horizon: 5 here
+    assert len(full) == 5
+    top3 = recommender.recommend(history, strategy, k=3)
+    pd.testing.assert_frame_equal(top3, full.head(3))
+    longer = recommender.recommend(history, strategy, horizon=8)
+    assert len(longer) == 8 and longer["raw_item_id"].is_unique
+    with pytest.raises(ValueError, match=r"k \(6\) is more than the 5 items the strategy generates \(its horizon\): "
+                                         r"ask for at most 5, or generate more \(horizon=6, --horizon 6\)"):
+        recommender.recommend(history, strategy, k=6)
+
+
+def test_settings_change_the_list(recommender):
+    history = [5, 6, 7, 8]
+    base = recommender.recommend(history, "rra", horizon=8)
+    other = [recommender.recommend(history, "rra", horizon=8, seed=seed)["raw_item_id"].tolist() for seed in range(5)]
     assert any(o != base["raw_item_id"].tolist() for o in other)  # the seed moves the sampled list
-    assert recommender.recommend(history, "rra", k=8)["raw_item_id"].tolist() == base["raw_item_id"].tolist()
+    assert recommender.recommend(history, "rra", horizon=8)["raw_item_id"].tolist() == base["raw_item_id"].tolist()
+
+
+def test_one_history_runs_on_one_thread_and_leaves_the_callers_setting(recommender, monkeypatch):
+    """Issue 24: from Python one history took 2.2 s on a loaded 2-core machine with every
+    thread, 20 ms with one; only the command set it."""
+    seen = []
+    monkeypatch.setattr("genrec.recommender.recommend",
+                        lambda *args, **kwargs: seen.append(torch.get_num_threads()) or recommend(*args, **kwargs))
+    torch.set_num_threads(2)
+    recommender.recommend([5, 6, 7], "greedy")
+    recommender.recommend_many(pd.DataFrame({"user": ["a", "b"], "item": [5, 6]}), "greedy")
+    assert seen == [1, 2] and torch.get_num_threads() == 2
 
 
 # --- the command's outputs -------------------------------------------------------------------
@@ -250,7 +279,8 @@ def test_input_file(pipeline, recommender, tmp_path, capsys):
     (["--history", "5", "--strategy", "rra", "--temperature", "0"], "setting temperature must be between"),
     (["--history", "5", "--strategy", "rra", "--temperature", "warm"], "--temperature"),
     (["--history", "5", "-k", "0"], "-k"),
-    (["--history", "5", "-k", "16"], "k (16) must be smaller than the model's window"),
+    (["--history", "5", "-k", "16"], "k (16) is more than the 5 items the strategy generates"),
+    (["--history", "5", "--horizon", "16"], "setting horizon (16) must be smaller than the model's window"),
     (["--history", "5", "--strategy", "beam", "--temperature", "0.3"], "beam has no setting temperature"),
     (["--history", "5", "--user", "1000"], "not allowed with"),
     ([], "one of the arguments --history --user --input is required"),
@@ -310,13 +340,14 @@ def test_lists_hold_only_unseen_distinct_real_items_or_say_why(recommender, stra
     item five times (greedy, beam, sampling) and, for ra, an error blaming the model's weights."""
     every = recommender.items["raw_item_id"].tolist()
     history = every[:-12]  # 12 unseen items: a full list of 10 fits
-    recs = recommender.recommend(history, strategy, k=10)
+    recs = recommender.recommend(history, strategy, horizon=10)
     assert len(recs) == 10 and recs["raw_item_id"].is_unique
     assert set(recs["raw_item_id"]) == set(recs["raw_item_id"]) & set(every[-12:])
     with pytest.raises(UserError, match=rf"the history has seen {len(every) - 5} of the {len(every)} items, leaving "
-                                        r"5 unseen: fewer than the k = 10 to recommend; ask for at most 5"):
-        recommender.recommend(every[:-5], strategy, k=10)
-    recs = recommender.recommend(every[:-5], strategy, k=5)
+                                        r"5 unseen: fewer than the 10 the strategy generates \(its horizon\); generate "
+                                        r"at most 5 \(horizon=5, --horizon 5\)"):
+        recommender.recommend(every[:-5], strategy, horizon=10)
+    recs = recommender.recommend(every[:-5], strategy, horizon=5)
     assert sorted(recs["raw_item_id"]) == sorted(every[-5:])
 
 
@@ -324,7 +355,7 @@ def test_lists_hold_only_unseen_distinct_real_items_or_say_why(recommender, stra
 
 @pytest.mark.parametrize("history, words", [
     ("50,172", "the history is the string '50,172', not a list"),  # once read character by character
-    (50, "the history is a int (50), not a list"),  # once a TypeError
+    (50, "the history is an int (50), not a list"),  # once a TypeError
     ([5, float("nan"), 6], "the history's item id at position 2 is missing (nan)"),  # once hid its items
     ([5, None], "the history's item id at position 2 is missing (None)"),
     ([5, " "], "the history's item id at position 2 is empty"),
@@ -353,3 +384,33 @@ def test_the_command_and_the_api_give_one_message(pipeline, recommender, capsys,
     with pytest.raises(SystemExit):
         cli.main(command(pipeline, "--history", flag))
     assert capsys.readouterr().err == f"error: {api.value}\n"
+
+
+def test_items_are_found_by_title(pipeline, capsys):
+    folder = str(pipeline / "data/recommender")
+    cli.main(["items", "--search", "FILM 1", "--model", folder])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["item", "title"] and len(lines) > 2
+    assert all("film" in line.lower() and "1" in line.split(None, 1)[1] for line in lines[1:])  # every word
+    with pytest.raises(SystemExit):
+        cli.main(["items", "--search", "no such title", "--model", folder])
+    assert "error: no title holds 'no such title'" in capsys.readouterr().err
+
+
+def test_the_folder_is_found_from_any_folder_of_the_repository(pipeline, monkeypatch, capsys, tmp_path):
+    (pipeline / "dvc.yaml").touch()
+    inner = pipeline / "some" / "folder"
+    inner.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(inner)
+    cli.main(["recommend", "--history", "5,6,7", "--strategy", "topk", "--device", "cpu"])
+    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["rank", "item"]
+    monkeypatch.chdir(tmp_path)  # outside any repository: the path tried is named
+    with pytest.raises(SystemExit):
+        cli.main(["recommend", "--history", "5"])
+    assert f"no recommender folder at {tmp_path / 'data/recommender'}" in capsys.readouterr().err
+
+
+def test_json_scores_have_float32_digits(pipeline, capsys):
+    cli.main(command(pipeline, "--history", "5,6,7", "--strategy", "rra", "--json"))
+    scores = [r["score"] for r in json.loads(capsys.readouterr().out)["recommendations"]]
+    assert all(len(repr(score)) <= 10 for score in scores), scores  # 9.999999, not 9.999999046325684

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = REPO / "stages"
 
 PARAMS = {
-    "data": {"dataset": None},  # set per test
+    "data": {"dataset": None, "columns": {"user_id": "user_id", "item_id": "item_id", "timestamp": "timestamp"}},  # the dataset set per test
     "preprocess": {"min_item_users": 2, "min_user_items": 5, "duplicates": "keep"},
     "split": {"method": "leave_last_n", "n": 3, "quantile": 0.9, "validation_fraction": 0.5, "seed": 42},
 }
@@ -246,3 +246,16 @@ def test_download_ml_1m_checksum_mismatch(folder):
     assert message.startswith("error: checksum mismatch"), result.stderr
     assert leftovers(folder / ".cache") == []
     assert leftovers(folder / "data") == []
+
+
+def test_a_file_with_its_own_column_names_through_the_stage(tmp_path, pipeline):
+    """data.columns: the same file with the columns user, item and time gives the same raw table."""
+    frame = pd.read_csv(pipeline / "mine.csv").rename(columns={"user_id": "user", "item_id": "item",
+                                                               "timestamp": "time"})
+    frame.to_csv(tmp_path / "mine.csv", index=False)
+    write_params(tmp_path, data={"dataset": "mine.csv",
+                                 "columns": {"user_id": "user", "item_id": "item", "timestamp": "time"}})
+    result = run_stage(tmp_path, "download")
+    assert result.returncode == 0, result.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data/raw/interactions.parquet"),
+                                  pd.read_parquet(pipeline / "data/raw/interactions.parquet"))
