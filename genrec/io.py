@@ -132,13 +132,15 @@ def write_parquet(path: str | os.PathLike, frame) -> None:
 
 
 def read_table(path: str | os.PathLike, stage: str, columns: Iterable[str] = ()):
-    """The Parquet (or .csv) file ``path`` that ``stage`` writes, with at least ``columns``: a
-    missing, damaged or incomplete file is one line naming it and the stage that writes it."""
+    """The Parquet (or .csv, .tsv) file ``path`` that ``stage`` writes, with at least ``columns``:
+    a missing, damaged or incomplete file is one line naming it and the stage that writes it."""
     import pandas as pd  # here: the stages that never read a table do not pay for pandas
 
     require_input(path, stage)
+    suffix = Path(path).suffix
     try:
-        frame = pd.read_csv(path) if str(path).endswith(".csv") else pd.read_parquet(path)
+        frame = pd.read_parquet(path) if suffix not in (".csv", ".tsv") else \
+            pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     except Exception as error:  # pyarrow and pandas raise many kinds for a damaged file
         raise UserError(f"{path} is damaged ({_reason(error)}): run `dvc repro -f {stage}` to write it again") from None
     missing = [column for column in columns if column not in frame.columns]

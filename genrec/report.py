@@ -103,10 +103,80 @@ def _ci(entry: dict) -> str:
     return f"{entry['mean']:.4f} [{entry['low']:.4f}, {entry['high']:.4f}]"
 
 
+AGGREGATIONS = ("rra", "ra")  # the paper's multi-sequence strategies, set against Top-K in the summary
+
+
+def _p(p: float) -> str:
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
+
+
+def _difference(c: dict) -> str:
+    return f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}], p {_p(c['p_value'])} after Holm {_p(c['p_holm'])}"
+
+
+def _verdict(c: dict, reference: str) -> str:
+    """How ``c['method']`` stands against ``reference``, in words the interval and Holm's p allow."""
+    if not c["significant"]:
+        return f"ties {reference} (no significant difference)"
+    return f"beats {reference}" if c["difference"] > 0 else f"is below {reference}"
+
+
+def summary(report: dict) -> list[str]:
+    """The report's answer in a few sentences, from its own numbers: the best method over the
+    horizon, the best GPT-2 strategy, and each aggregation strategy against Top-K."""
+    k, methods = report["k"], report["methods"]
+    key = f"{COMPARED}@{k}"
+    best = report["best"]
+    users = next(iter(methods.values()))["users"]
+    lines = [f"Over the next items of {users} test users (NDCG@{k}, 95% intervals over users):", ""]
+    lines.append(f"- **Best method: {best}**, NDCG@{k} {_ci(methods[best]['intervals'][key])}.")
+    strategies = [name for name in methods if name not in BASELINES]
+    if strategies:
+        top = max(strategies, key=lambda name: methods[name][key])
+        lines.append(f"- **Best GPT-2 strategy: {top}**, {_ci(methods[top]['intervals'][key])}.")
+    against = {c["method"]: c for c in report["comparisons"] if c["against"] == REFERENCE}
+    for name in AGGREGATIONS:
+        if name in against:
+            c = against[name]
+            lines.append(f"- **{name.upper()} {_verdict(c, 'Top-K')}**: {_difference(c)}.")
+    below = [c["method"] for c in against.values() if c["significant"] and c["difference"] < 0]
+    above = [c["method"] for c in against.values() if c["significant"] and c["difference"] > 0]
+    if above:
+        lines.append(f"- Significantly above Top-K after Holm's correction: {', '.join(above)}.")
+    if below:
+        lines.append(f"- Significantly below Top-K after Holm's correction: {', '.join(below)}.")
+    return lines
+
+
+GLOSSARY = [
+    "## What the columns mean",
+    "",
+    "- **NDCG@K**: hits of the K-item list among the user's held-out future items, each discounted by its "
+    "rank (1 / log2(rank + 1)) and divided by the best possible score, so a perfect list scores 1.",
+    "- **Recall@K**: the share of the held-out items that the list holds. **MAP@K**: the mean of the "
+    "precision at each hit's rank. **HR@K**: the share of users with at least one hit.",
+    "- **coverage**: distinct recommended items over the items in the training data. **entropy**: "
+    "the Shannon entropy (nats) of how often each item is recommended; higher means more varied lists.",
+    "- **validation NDCG@K**: the same NDCG on the validation users, with the settings tuning chose there.",
+    "- **[low, high]**: the 95% BCa bootstrap interval over the test users. **p**: the two-sided paired "
+    "randomization test (each user's difference flipped in sign at random); **p (Holm)**: corrected for "
+    "all the comparisons of the report together.",
+    "- The method is docs/method.md; the figure is [positions.png](positions.png): how far into the future "
+    "each list predicts, position by position.",
+    "",
+]
+
+
 def markdown(report: dict) -> str:
     k, methods = report["k"], report["methods"]
     users = next(iter(methods.values()))["users"]
     lines = [
+        "# Which strategy predicts a user's future best?",
+        "",
+        *summary(report),
+        "",
+        "![How far into the future each list predicts](positions.png)",
+        "",
         f"## Test results ({users} test users; 95% BCa bootstrap intervals over users)",
         "",
         "Generation settings were chosen per strategy on the validation users (best validation "
@@ -144,7 +214,7 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {c['method']} | {c['difference']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] "
                              f"| {c['p_value']:.4f} | {c['p_holm']:.4f} | {'✱' if c['significant'] else ''} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + GLOSSARY)
 
 
 def positions(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
@@ -155,6 +225,35 @@ def positions(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
                                            "ndcg_first_p", "recall_first_p"]]
 
 
+# The trained models' learning-curve folders (dvclive's, under metrics/) and the stage of each.
+CURVES = {"gpt-2": ("train", "train"), "bpr": ("bpr_train", "baseline@bpr"),
+          "sasrec": ("sasrec_train", "baseline@sasrec"), "bert4rec": ("bert4rec_train", "baseline@bert4rec")}
+
+
+def learning_curves(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
+    """GPT-2's and the trained baselines' (those among ``names``) learning curves in one long
+    table, ``method`` first: what the DVC plots draw, one colour per model and no chart per file.
+    Columns: epoch, train_loss (BPR has its AUC instead), val_ndcg@10, val_hr@10, epoch_seconds."""
+    frames = []
+    for model, (folder, stage) in CURVES.items():
+        if model != "gpt-2" and model not in names:
+            continue
+        plots = metrics_dir / folder / "plots" / "metrics"
+        columns = {"train_loss": ("train/loss.tsv", "loss"), "train_auc": ("train/auc.tsv", "auc"),
+                   "val_ndcg@10": ("val/ndcg@10.tsv", "ndcg@10"), "val_hr@10": ("val/hr@10.tsv", "hr@10"),
+                   "epoch_seconds": ("epoch_seconds.tsv", "epoch_seconds")}
+        curve = None
+        for column, (file, field) in columns.items():
+            if not (plots / file).exists() and column.startswith("train_"):
+                continue  # a model logs its loss or its AUC
+            table = read_table(plots / file, stage, ["step", field])[["step", field]]
+            table = table.rename(columns={"step": "epoch", field: column})
+            curve = table if curve is None else curve.merge(table, on="epoch", how="outer")
+        frames.append(curve.assign(method=model))
+    columns = ["method", "epoch", "train_loss", "train_auc", "val_ndcg@10", "val_hr@10", "epoch_seconds"]
+    return pd.concat(frames).reindex(columns=columns)
+
+
 def position_curves(metrics_dir: Path, name: str) -> pd.DataFrame:
     """A method's per-position curves, ``<metrics_dir>/positions/<name>.csv``."""
     return read_table(metrics_dir / "positions" / f"{name}.csv", stage_of(name),
@@ -162,38 +261,47 @@ def position_curves(metrics_dir: Path, name: str) -> pd.DataFrame:
 
 
 def colours(n: int) -> list:
-    """``n`` colours a reader can tell apart: tab10, then tab20's lighter shades."""
+    """``n`` colours a reader can tell apart: tab10 (ten distinct hues), then tab20's lighter
+    shades, then a colour map."""
     tab20 = plt.get_cmap("tab20").colors
     return (list(plt.get_cmap("tab10").colors) + list(tab20[1::2]))[:n] if n <= 20 else \
         [plt.get_cmap("turbo")(x) for x in np.linspace(0, 1, n)]
 
 
-def figure(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str], path: Path) -> None:
-    """Three per-position panels; the cumulative NDCG panel carries each method's 95% band."""
+def figure(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str], path: Path,
+           best: str | None = None) -> None:
+    """Three per-position panels, one line per method; the cumulative NDCG panel carries the 95%
+    bands of Top-K and of the ``best`` method only: ten overlapping bands blur into one."""
     _, recs, relevant = per_user(recs_dir, test, names)
     curves = {name: position_curves(metrics_dir, name) for name in names}
-    panels = [("hit_rate_at_p", "HR@10 against the p-th future item"),
-              ("ndcg_at_p", "NDCG@10 against the p-th future item"),
-              ("ndcg_first_p", "NDCG@10 against the first p items (95% band)")]
+    banded = [name for name in dict.fromkeys([REFERENCE, best]) if name in curves]
+    k = recs[names[0]].shape[1]
+    panels = [("hit_rate_at_p", f"HR@{k} against the p-th future item"),
+              ("ndcg_at_p", f"NDCG@{k} against the p-th future item"),
+              ("ndcg_first_p", f"NDCG@{k} against the first p items\n(95% bands: {' and '.join(banded)})")]
     markers = "osD^v<>ph*"
     # Every band in one call: they share the users, so one set of resamples serves all.
     every_band = iter(stats.intervals(np.array([metrics.per_user(recs[name], relevant[:, :p])["ndcg"]
-                                           for name, curve in curves.items() for p in curve["position"]]), SEED))
-    fig, axes = plt.subplots(1, len(panels), figsize=(16, 4.6))
+                                                for name in banded for p in curves[name]["position"]]), SEED))
+    fig, axes = plt.subplots(1, len(panels), figsize=(17, 4.8))
     for (name, curve), colour, marker in zip(curves.items(), colours(len(curves)), markers * 3):
-        style = dict(color=colour, marker=marker, markersize=3, label=name,
+        style = dict(color=colour, marker=marker, markersize=4, label=name, linewidth=1.6,
                      linestyle="--" if name in BASELINES else "-")
         for ax, (column, _) in zip(axes, panels):
             ax.plot(curve["position"], curve[column], **style)
-        bands = [next(every_band) for _ in curve["position"]]
-        axes[2].fill_between(curve["position"], [b.low for b in bands], [b.high for b in bands],
-                             color=colour, alpha=0.12, linewidth=0)
+        if name in banded:
+            bands = [next(every_band) for _ in curve["position"]]
+            axes[2].fill_between(curve["position"], [b.low for b in bands], [b.high for b in bands],
+                                 color=colour, alpha=0.18, linewidth=0)
     for ax, (_, title) in zip(axes, panels):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("position p in the held-out future")
         ax.set_xticks(range(1, relevant.shape[1] + 1))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, ncol=2)
-    fig.tight_layout()
+    # One legend for the three panels, outside them: GPT-2 strategies solid, baselines dashed.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=9, frameon=False, title="solid: GPT-2\ndashed: baselines",
+               title_fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

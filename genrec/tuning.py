@@ -30,7 +30,8 @@ def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targ
          num_train_items: int, config: GenerationParams, show_progress: bool = True, group: Group = SINGLE
          ) -> tuple[GenerationParams, pd.DataFrame, np.ndarray]:
     """The chosen setting, the grid with its validation metrics (one row per point, in grid
-    order, ``chosen`` marking the winner) and the chosen setting's validation recommendations."""
+    order: ``setting`` its values as one label, then each key, ``chosen`` marking the winner)
+    and the chosen setting's validation recommendations."""
     grid = config.grid(strategy)
     key = f"ndcg@{config.horizon}"
     rows, best, best_recs = [], None, None
@@ -51,6 +52,9 @@ def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targ
         bar.close()
     table = pd.DataFrame(rows)
     table.insert(len(grid[0].chosen(strategy)), "chosen", np.arange(len(grid)) == best)
+    # One label per point (its values in key order), for plots whose x axis is the whole setting.
+    table.insert(0, "setting", [" / ".join(f"{value:g}" for value in point.chosen(strategy).values()) or "-"
+                                for point in grid])
     return grid[best], table, best_recs
 
 

@@ -10,7 +10,7 @@ from genrec.io import atomic_paths, check_folder, check_output, read_table, requ
 
 
 
-OUTPUTS = ("report.md", "report.json", "positions.csv", "positions.png")  # written into --metrics
+OUTPUTS = ("report.md", "report.json", "positions.csv", "positions.png", "learning_curves.csv")  # into --metrics
 
 
 @stage_main
@@ -45,12 +45,15 @@ def main() -> None:
                             read_table(args.titles, "download", ["raw_item_id", "title"])),
         read_table(args.prepared / "users.parquet", "preprocess", ["user_id", "raw_user_id"]))
     text = report.markdown(result)
-    with atomic_paths(*(args.metrics / name for name in OUTPUTS)) as (md, table, curves, png):  # one set
+    learning = report.learning_curves(args.metrics, args.names)
+    with atomic_paths(*(args.metrics / name for name in OUTPUTS)) as (md, table, curves, png, trained):  # one set
         md.write_text(text + "\n" + example_users)
         table.write_text(json.dumps(result, indent=2) + "\n")
         report.positions(args.metrics, args.names).to_csv(curves, index=False, float_format="%.6f")
-        report.figure(args.metrics, args.recs, test, args.names, png)
-    print(text)
+        report.figure(args.metrics, args.recs, test, args.names, png, best=result["best"])
+        learning.to_csv(trained, index=False, float_format="%.6f")
+    # The answer, not the whole report: `dvc repro` and every `dvc exp run` print this.
+    print("\n".join(report.summary(result)) + f"\n\nThe whole report: {args.metrics / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import json
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,17 @@ def test_each_plotted_file_has_one_definition():
     files = [path for definition in top_level.values() for path in definition["y"]]
     assert len(stage_level) == len(set(stage_level))
     assert not set(stage_level) & set(files)
-    assert set(top_level) == {"ndcg_first_p", "ndcg_at_p", "hit_rate_at_p"}
-    assert all(definition["template"] == "methods" for definition in top_level.values())
+    assert set(top_level) == {"ndcg_first_p", "ndcg_at_p", "hit_rate_at_p", "validation_ndcg", "training_loss",
+                              "epoch_seconds"}
+    assert all(definition["template"] == "methods" and definition["title"] for definition in top_level.values())
     template = (ROOT / ".dvc/plots/methods.json").read_text()
-    assert '"color": {"field": "method"' in template
+    assert '"color": {"field": "method"' in template and '"scheme": "tableau10"' in template  # ten distinct hues
+    # Issue 24: the tuning grids once drew from y 0, stacked on one x once a temperature was fixed,
+    # and the learning curves were a chart per file with raw paths for titles (four epoch_seconds).
+    assert sorted(stage_level) == [f"metrics/tuning/{name}.csv" for name in ("beam", "ra", "rra", "sampling")]
+    for stage in STAGES.values():
+        for entry in stage.get("plots", []):
+            (definition,) = entry.values()
+            assert definition["x"] == "setting" and definition["template"] == "grid" and definition["title"]
+    grid = json.loads((ROOT / ".dvc/plots/grid.json").read_text())
+    assert grid["encoding"]["y"]["scale"] == {"zero": False} and grid["encoding"]["x"]["type"] == "nominal"

@@ -119,3 +119,54 @@ def test_positions_table_holds_every_method(built):
     assert table["method"].unique().tolist() == ["topk", "greedy", "perfect"]
     assert len(table) == 3 * K and table.columns[0] == "method"
     assert table.query("method == 'perfect'")["ndcg_first_p"].tolist() == pytest.approx([1.0] * K)
+
+
+def comparison(method: str, difference: float, p_holm: float, significant: bool) -> dict:
+    return {"method": method, "against": "topk", "metric": "ndcg@10", "difference": difference,
+            "low": difference - 0.006, "high": difference + 0.006, "p_value": p_holm / 4, "p_holm": p_holm,
+            "significant": significant}
+
+
+def test_the_report_opens_with_its_answer():
+    """Issue 24: the report's first lines say, from its own numbers, the best method, the best
+    GPT-2 strategy and how each aggregation strategy stands against Top-K."""
+    def method(ndcg):
+        return {"users": 471, "chosen": {}, "validation_ndcg@10": None, "intervals": {
+            f"{m}@10": {"mean": ndcg, "low": ndcg - 0.01, "high": ndcg + 0.01} for m in report.INTERVAL_METRICS},
+            "ndcg@10": ndcg, "recall@10": 0.1, "map@10": 0.1, "hit_rate@10": 0.5, "coverage": 0.3, "entropy": 5.0}
+    result = {"k": 10, "best": "sasrec", "alpha": 0.05, "methods": {
+        "topk": method(0.1553), "beam": method(0.1420), "rra": method(0.1521), "ra": method(0.1456),
+        "popularity": method(0.0818), "sasrec": method(0.1570)},
+        "comparisons": [comparison("beam", -0.0133, 0.0416, True), comparison("rra", -0.0032, 1.0, False),
+                        comparison("ra", -0.0098, 0.266, False), comparison("popularity", -0.0735, 0.0036, True),
+                        comparison("sasrec", 0.0017, 1.0, False)]}
+    assert report.summary(result) == [
+        "Over the next items of 471 test users (NDCG@10, 95% intervals over users):", "",
+        "- **Best method: sasrec**, NDCG@10 0.1570 [0.1470, 0.1670].",
+        "- **Best GPT-2 strategy: topk**, 0.1553 [0.1453, 0.1653].",
+        "- **RRA ties Top-K (no significant difference)**: -0.0032 [-0.0092, +0.0028], p 0.25 after Holm 1.00.",
+        "- **RA ties Top-K (no significant difference)**: -0.0098 [-0.0158, -0.0038], p 0.07 after Holm 0.27.",
+        "- Significantly below Top-K after Holm's correction: beam, popularity."]
+    result["comparisons"][1] = comparison("rra", 0.0200, 0.001, True)
+    assert "- **RRA beats Top-K**: +0.0200 [+0.0140, +0.0260], p 0.0003 after Holm 0.001." in report.summary(result)
+    text = report.markdown(result)
+    assert text.startswith("# Which strategy predicts a user's future best?\n\nOver the next items")
+    assert "![How far into the future each list predicts](positions.png)" in text
+    assert "## What the columns mean" in text and "- **coverage**: distinct recommended items" in text
+
+
+def test_learning_curves_gather_every_trained_model(tmp_path):
+    for folder, train in (("train", "loss"), ("bpr_train", "auc"), ("sasrec_train", "loss")):
+        plots = tmp_path / folder / "plots" / "metrics"
+        for file, field in ((f"train/{train}.tsv", train), ("val/ndcg@10.tsv", "ndcg@10"), ("val/hr@10.tsv", "hr@10"),
+                            ("epoch_seconds.tsv", "epoch_seconds")):
+            (plots / file).parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"step": [1, 2], field: [0.5, 0.25]}).to_csv(plots / file, sep="\t", index=False)
+    table = report.learning_curves(tmp_path, ["topk", "bpr", "sasrec"])
+    assert table["method"].tolist() == ["gpt-2"] * 2 + ["bpr"] * 2 + ["sasrec"] * 2
+    assert list(table.columns) == ["method", "epoch", "train_loss", "train_auc", "val_ndcg@10", "val_hr@10",
+                                   "epoch_seconds"]
+    assert table["train_auc"].notna().tolist() == [False, False, True, True, False, False]
+    with pytest.raises(ValueError, match=r"bert4rec_train/plots/metrics/val/ndcg@10.tsv not found: run `dvc repro "
+                                         r"baseline@bert4rec` first"):
+        report.learning_curves(tmp_path, ["bert4rec"])

@@ -88,7 +88,9 @@ def test_one_draw_serves_the_points_that_differ_in_num_sequences(strategy, monke
     chosen, table, recs = tune(strategy, MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, config,
                                show_progress=False)
     assert draws == [6] * 6  # 3 temperatures x 2 top_k, one batch of users each
-    assert table.drop(columns="chosen").to_dict("records") == [{**p.chosen(strategy), **d} for p, d in zip(grid, direct)]
+    assert table.drop(columns=["setting", "chosen"]).to_dict("records") == [{**p.chosen(strategy), **d}
+                                                                  for p, d in zip(grid, direct)]
+    assert table["setting"].iloc[0] == " / ".join(f"{v:g}" for v in grid[0].chosen(strategy).values())
     best = int(np.argmax([d[f"ndcg@{HORIZON}"] for d in direct]))
     assert chosen == grid[best]
     np.testing.assert_array_equal(recs, recommend(strategy, MODEL, SEQUENCES, VAL_USERS, grid[best])[0])
