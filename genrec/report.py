@@ -116,9 +116,12 @@ def _difference(c: dict) -> str:
 
 def _verdict(c: dict, reference: str) -> str:
     """How ``c['method']`` stands against ``reference``, in words the interval and Holm's p allow."""
-    if not c["significant"]:
-        return f"ties {reference} (no significant difference)"
-    return f"beats {reference}" if c["difference"] > 0 else f"is below {reference}"
+    if c["significant"]:
+        return f"beats {reference}" if c["difference"] > 0 else f"is below {reference}"
+    if c["low"] > 0 or c["high"] < 0:  # apart on its own, not among all the comparisons made
+        side = "above" if c["difference"] > 0 else "below"
+        return f"is {side} {reference} before Holm's correction, not after"
+    return f"ties {reference} (no significant difference)"
 
 
 def summary(report: dict) -> list[str]:

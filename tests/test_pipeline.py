@@ -148,8 +148,11 @@ def test_readme_everyday_commands_run_and_stay_readable(repo: Path) -> None:
         outputs[" ".join(command.split()[:3])] = result.stdout
     shown = outputs["dvc metrics show"]
     assert "chosen.temperature" in shown and "metrics/validation/rra.json" in shown
-    assert "metrics/rra.json:chosen.temperature" in outputs["dvc exp show"] and "0.3" in outputs["dvc exp show"]
-    assert outputs["column -s, -t"].split()[:2] == ["temperature", "top_k"]  # the tuning grid's header
+    assert "generation.temperature" in outputs["dvc exp show"] and "0.3" in outputs["dvc exp show"]
+    assert outputs["column -s, -t"].split()[:3] == ["setting", "temperature", "top_k"]  # the tuning grid's header
+    # Issue 24: the experiment view once showed RRA alone, which had already chosen 0.3; every
+    # strategy that reads the temperature is there now.
+    assert all(f"metrics/{name}.json:ndcg@5" in outputs["dvc exp show"] for name in ("sampling", "rra", "ra"))
     assert (repo / "dvc_plots/index.html").exists()
 
 

@@ -145,7 +145,8 @@ def test_the_report_opens_with_its_answer():
         "- **Best method: sasrec**, NDCG@10 0.1570 [0.1470, 0.1670].",
         "- **Best GPT-2 strategy: topk**, 0.1553 [0.1453, 0.1653].",
         "- **RRA ties Top-K (no significant difference)**: -0.0032 [-0.0092, +0.0028], p 0.25 after Holm 1.00.",
-        "- **RA ties Top-K (no significant difference)**: -0.0098 [-0.0158, -0.0038], p 0.07 after Holm 0.27.",
+        "- **RA is below Top-K before Holm's correction, not after**: -0.0098 [-0.0158, -0.0038], p 0.07 after Holm "
+        "0.27.",
         "- Significantly below Top-K after Holm's correction: beam, popularity."]
     result["comparisons"][1] = comparison("rra", 0.0200, 0.001, True)
     assert "- **RRA beats Top-K**: +0.0200 [+0.0140, +0.0260], p 0.0003 after Holm 0.001." in report.summary(result)
