@@ -160,12 +160,14 @@ def top_next_items(model: GPT2LMHeadModel, sequences: UserSequences, users: np.n
     model.eval()
     device = next(model.parameters()).device
     num_items = model.config.vocab_size - 1
-    out, scores = [], []
+    # Filled in place, not gathered from per-batch pieces: see training.recommend.
+    out = torch.zeros(len(users), min(k, num_items + 1), dtype=torch.long)
+    scores = torch.zeros(out.shape)
     for start in range(0, len(users), batch_size):
         batch = np.asarray(users[start:start + batch_size])
         logits = mask_seen(next_item_logits(model, sequences, batch, window).float(),
                            sequences.seen_mask(batch, num_items, device))
         ranked = top_k_stable(logits, k)
-        out.append(ranked.cpu())
-        scores.append(logits.softmax(dim=-1).gather(1, ranked).cpu())
-    return torch.cat(out), torch.cat(scores)
+        out[start:start + len(batch)] = ranked.cpu()
+        scores[start:start + len(batch)] = logits.softmax(dim=-1).gather(1, ranked).cpu()
+    return out, scores

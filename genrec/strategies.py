@@ -289,7 +289,10 @@ def _recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray
     uniforms = user_uniforms(params.seed, users if streams is None else streams,
                              (kind.width(params), params.horizon)) if kind.sampled else None
     decoder = engine.Decoder(model)
-    out = [([], []) for _ in range(lists)]
+    # Filled in place, not gathered from per-batch pieces, which fragment the heap among the
+    # freed (batch, catalogue) temporaries (training.recommend).
+    out = [(np.zeros((len(users), params.horizon), dtype=np.int64), np.full((len(users), params.horizon), np.nan,
+                                                                          dtype=np.float32)) for _ in range(lists)]
     bar = Progress(len(users), progress, "users") if progress else None
     for start in range(0, len(users), batch_size):
         batch = np.asarray(users[start:start + batch_size])
@@ -299,10 +302,11 @@ def _recommend(strategy: str, model, sequences: UserSequences, users: np.ndarray
         results = ([kind.batch(decoder, prompts, seen, params, uniforms=batch_uniforms)] if counts is None
                    else kind.batch_of_counts(decoder, prompts, seen, params, counts, uniforms=batch_uniforms))
         for (items_out, scores_out), (items, scores) in zip(out, results):
-            items_out.append(items.cpu())
-            scores_out.append(torch.full(items.shape, torch.nan) if scores is None else scores.cpu())
+            items_out[start:start + len(batch)] = items.cpu().numpy()
+            if scores is not None:
+                scores_out[start:start + len(batch)] = scores.cpu().numpy()
         if bar:
             bar.update(len(batch))
     if bar:
         bar.close()
-    return [(torch.cat(items).numpy(), torch.cat(scores).numpy()) for items, scores in out]
+    return out

@@ -93,12 +93,16 @@ def training_users(sequences: UserSequences) -> np.ndarray:
 def recommend(score: Scorer, sequences: UserSequences, users: np.ndarray, k: int) -> np.ndarray:
     """(len(users), k) unseen items of the best scores, ties to the lower id, ``BATCH_USERS`` at a time."""
     users = np.asarray(users)
-    out = []
+    # Filled in place: a small result kept from every batch, among the freed (batch, catalogue)
+    # temporaries, fragments the heap and the process grows by a batch of scores per batch
+    # (9.7 GB for popularity at ML-20M's size; benchmarks/bench_pipeline.py).
+    out = np.zeros((len(users), k), dtype=np.int64)
     for start in range(0, len(users), BATCH_USERS):
         batch = users[start:start + BATCH_USERS]
         scores = score(batch).float()
-        out.append(rank_unseen(scores, sequences.seen_mask(batch, scores.shape[1] - 1, scores.device), k).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, k), dtype=np.int64)
+        ranked = rank_unseen(scores, sequences.seen_mask(batch, scores.shape[1] - 1, scores.device), k)
+        out[start:start + len(batch)] = ranked.cpu().numpy()
+    return out
 
 
 def validate(score: Scorer, data: Data) -> tuple[float, float]:

@@ -82,7 +82,8 @@ def say_time(strategy: str, model, split: Split, config: GenerationParams, group
     advice = ["generate on a GPU (generation.device: cuda)"] if group.device.type == "cpu" else []
     if tuned:
         advice.append(f"tune over fewer values of {', '.join(tuned)} (a single value is not tuned)")
-    estimate.check(f"{strategy}: tuning ({draws(strategy, config)} generations for "
+    generations = draws(strategy, config)
+    estimate.check(f"{strategy}: tuning ({generations} generation{'s' if generations != 1 else ''} for "
                    f"{len(split.validation_users):,} validation users) and {len(split.test_users):,} test users",
                    seconds, f"one batch timed on {group.device.type}", advice, show=group.main)
 
