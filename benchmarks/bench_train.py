@@ -1,179 +1,266 @@
-"""Training throughput: our loop against a naive loop in the style of the paper's code.
+"""Training steps side by side: today's against faster candidates, and a naive loop.
 
-For ml-100k (the pipeline's own data/split, or a generated table of its size) and a
-generated dataset of ML-1M's size (6,040 users, 3,416 items, about 1M interactions),
-prints sequences per second, seconds per epoch (training and validation) and peak
-memory of both loops, and their ratio. Both loops see the same model, batches and order.
+    python benchmarks/bench_train.py [--variants today masks compiled one-thread naive]
+                                     [--models gpt2 sasrec bert4rec] [--large-scale 0.05]
+                                     [--large-batches 60] [--device auto]
 
-    python benchmarks/bench_train.py [--epochs 3] [--device auto]
+Each row runs in a fresh process on the pipeline's own split (data/split, ml-100k by
+default) with params.yaml's settings:
 
-Model and training settings come from params.yaml (model, train), epochs and patience aside.
+- today: the stage's training loop as it is (genrec.training.fit and the model's epoch).
+- masks: dropout masks drawn from 16-bit random integers (four per int64 draw) instead of
+  torch's CPU ``bernoulli_``, which draws them one at a time on one thread; attention runs
+  eagerly so that its dropout takes the same masks. Other masks: other models.
+- compiled: ``torch.compile(dynamic=True)`` of the training loss module; the first epoch
+  includes compiling.
+- one-thread: ``torch.set_num_threads(1)``.
+- naive (GPT-2 only): every position padded to the window and projected onto the catalogue,
+  as a direct port of the paper's loop does.
 
-The naive loop pads every sequence to the full window and projects every position,
-padding included, onto the catalogue, and validates on full-sequence logits: what a
-direct port of the paper's training loop does.
+On ml-100k each variant trains with early stopping, as the stage does, and the row gives the
+epochs, the best validation NDCG@10, the median seconds of an epoch after the first (training
+only), sequences per second and the process's peak resident memory. With ``--large-scale``
+a synthetic set of ML-20M's shape at that scale (``bench_data.generate``) adds one row per
+variant: ``--large-batches`` training batches of GPT-2, their sequences per second and peak
+memory (its validation NDCG would take a GPU's hours).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from genrec import model as gpt2
-from genrec import params as genrec_params
-from genrec import training
-from genrec.device import resolve_device
-from genrec.model import ModelParams, build, training_matrix
-from genrec.ranking import PADDING
-from genrec.sequences import UserSequences
-from genrec.training import Data, TrainParams
-from measure import timed
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+VARIANTS = ("today", "masks", "compiled", "one-thread", "naive")
+MODELS = ("gpt2", "sasrec", "bert4rec")
 
 
-def generated(users: int, items: int, interactions: int, seed: int = 0) -> tuple[UserSequences, np.ndarray, np.ndarray]:
-    """Heavy-tailed user lengths (≥ 20) and Zipf-like item popularity."""
-    rng = np.random.default_rng(seed)
-    lengths = np.clip(rng.lognormal(np.log(90), 1.0, users), 20, None)
-    lengths = np.maximum((lengths / lengths.sum() * interactions).astype(np.int64), 20)
-    popularity = 1.0 / np.arange(1, items + 1) ** 0.9
-    flat = rng.choice(np.arange(1, items + 1), size=int(lengths.sum()), p=popularity / popularity.sum())
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    sequences = UserSequences(indptr=indptr, items=flat)
-    val_users = rng.choice(users, users // 2, replace=False)
-    return sequences, np.sort(val_users), rng.integers(1, items + 1, len(val_users))
+class MaskDropout(nn.Module):
+    """Dropout whose keep-mask comes from 16-bit random integers: four per int64 draw of
+    torch's generator, compared with p's share of the 16-bit range (p to within 2**-16)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.threshold = -(2**15) + round(p * 2**16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        n = x.numel()
+        words = torch.randint(-(2**63), 2**63 - 1, (-(-n // 4),), dtype=torch.int64, device=x.device)
+        keep = words.view(torch.int16)[:n].view(x.shape) >= self.threshold
+        return x * keep * (1.0 / (1.0 - self.p))
 
 
-def pipeline_data() -> tuple[UserSequences, np.ndarray, np.ndarray, int] | None:
-    split = Path("data/split")
-    if not (split / "meta.json").exists():
-        return None
-    meta = json.loads((split / "meta.json").read_text())
-    sequences = UserSequences.from_frame(pd.read_parquet(split / "train.parquet"), meta["num_users"])
-    first = pd.read_parquet(split / "validation.parquet").query("position == 0").sort_values("user_id")
-    return sequences, first["user_id"].to_numpy(), first["item_id"].to_numpy(), meta["num_items"]
+def with_mask_dropout(model: nn.Module) -> nn.Module:
+    """Every nn.Dropout of ``model`` replaced by MaskDropout; Hugging Face attention run eagerly
+    (its dropout is then a module, not a probability handed to scaled_dot_product_attention)."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.Dropout):
+            setattr(model, name, MaskDropout(child.p))
+        else:
+            with_mask_dropout(child)
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "_attn_implementation"):
+        config._attn_implementation = "eager"
+    return model
 
 
-def naive_epoch(model, sequences, val_users, val_targets, params: TrainParams, device, generator) -> tuple[float, float]:
-    """One epoch of the naive loop; returns (training seconds, validation seconds)."""
-    start = time.perf_counter()
-    window = model.config.n_positions
-    data = training_matrix(sequences, window)
-    model.train()
+def peak_rss_gb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def small(model_name: str, variant: str, split: str) -> dict:
+    """One variant's training with early stopping on the pipeline's split."""
+    from genrec import params as genrec_params
+    from genrec import training
+    from genrec.sequences import Split
+    from genrec.training import Data
+
+    config = genrec_params.load(ROOT / "params.yaml")
+    data = Data.from_split(Split.load(split))
+    epochs, rows = [], 0
+    original_fit = training.fit
+
+    def timed_fit(model, matrix, train_epoch, *args, objective=None, **kwargs):
+        nonlocal rows
+        rows = len(matrix)
+        if variant == "masks":
+            with_mask_dropout(model)
+        if variant == "compiled" and objective is not None:
+            objective = torch.compile(objective, dynamic=True)
+
+        def epoch(*epoch_args):
+            start = time.perf_counter()
+            out = train_epoch(*epoch_args)
+            epochs.append(time.perf_counter() - start)
+            return out
+        return original_fit(model, matrix, epoch, *args, objective=objective, **kwargs)
+
+    training.fit = timed_fit
+    if model_name == "gpt2":
+        from genrec import model as gpt2
+        model_params = genrec_params.section(config, "model", gpt2.ModelParams)
+        train_params = genrec_params.section(config, "train", training.TrainParams)
+        _, result = gpt2.fit(data, model_params, train_params, torch.device("cpu"))
+    else:
+        import importlib
+        baseline = importlib.import_module(f"genrec.baselines.{model_name}")
+        from genrec.distributed import SINGLE
+        section = genrec_params.section(config, model_name, baseline.Params).model_copy(update={"device": "cpu"})
+        _, result = baseline.fit(data, section, torch.device("cpu"), lambda epoch: None, SINGLE)
+    steady = float(np.median(epochs[1:] if len(epochs) > 1 else epochs))
+    return {"epochs": len(result.history), "best_epoch": result.best.epoch, "ndcg": result.best.ndcg,
+            "first": epochs[0], "epoch": steady, "rate": rows / steady, "peak_gb": peak_rss_gb()}
+
+
+def naive_small(split: str) -> dict:
+    """The paper-style loop on the split for a fixed 5 epochs: its time per epoch (it has no
+    early stopping of its own here, so no NDCG is given)."""
+    from genrec import params as genrec_params
+    from genrec.model import ModelParams, build, training_matrix
+    from genrec.ranking import PADDING
+    from genrec.sequences import Split
+    from genrec.training import TrainParams
+
+    config = genrec_params.load(ROOT / "params.yaml")
+    model_params = genrec_params.section(config, "model", ModelParams)
+    params = genrec_params.section(config, "train", TrainParams)
+    split_data = Split.load(split)
+    torch.manual_seed(params.seed)
+    model = build(split_data.num_items, model_params)
+    data = training_matrix(split_data.sequences, model.config.n_positions)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
-        batch = batch.to(device)
-        inputs, labels = batch[:, :-1], batch[:, 1:]
-        logits = model(input_ids=inputs, attention_mask=(inputs != PADDING).long()).logits  # (B, 128, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=PADDING)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    synchronize(device)
-    middle = time.perf_counter()
-    model.eval()
-    with torch.no_grad():
-        for begin in range(0, len(val_users), params.batch_size):
-            users = val_users[begin:begin + params.batch_size]
-            items = torch.from_numpy(sequences.last_items(users, window, side="right")).to(device)
-            logits = model(input_ids=items, attention_mask=(items != PADDING).long()).logits  # (B, L, V)
-            rows = torch.arange(len(users), device=device)
-            last = logits[rows, torch.from_numpy(np.minimum(sequences.lengths(users), window) - 1).to(device)]
-            last[sequences.seen_mask(users, last.shape[1] - 1, device)] = -torch.inf
-            torch.topk(last, 10).indices.cpu()
-    synchronize(device)
-    return middle - start, time.perf_counter() - middle
-
-
-def synchronize(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def our_epochs(model, data: Data, params: TrainParams, device, epochs: int) -> list[tuple[float, float]]:
-    """(training seconds, validation seconds) of each epoch of the pipeline's loop."""
-    matrix = training_matrix(data.sequences, model.config.n_positions)
-    model.to(device)
     generator = torch.Generator().manual_seed(params.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    score = gpt2.scorer(model, data, device)
-    times = []
-    for _ in range(epochs):
+    epochs = []
+    for _ in range(5):
         start = time.perf_counter()
-        gpt2.train_epoch(model, matrix, params, optimizer, generator, device)
-        synchronize(device)
-        middle = time.perf_counter()
-        training.validate(score, data)
-        synchronize(device)
-        times.append((middle - start, time.perf_counter() - middle))
-    return times
+        model.train()
+        for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
+            inputs, labels = batch[:, :-1], batch[:, 1:]
+            logits = model(input_ids=inputs, attention_mask=(inputs != PADDING).long()).logits
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=PADDING)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        epochs.append(time.perf_counter() - start)
+    steady = float(np.median(epochs[1:]))
+    return {"epochs": 5, "best_epoch": None, "ndcg": math.nan, "first": epochs[0], "epoch": steady,
+            "rate": len(data) / steady, "peak_gb": peak_rss_gb()}
 
 
-def bench(label: str, sequences, val_users, val_targets, num_items: int, epochs: int, device,
-          model_params: ModelParams, train_params: TrainParams) -> None:
-    params = train_params.model_copy(update={"max_epochs": epochs, "patience": epochs + 1, "device": str(device)})
-    n_train = len(training_matrix(sequences, model_params.n_positions))
-    rows = []
+def large(variant: str, scale: float, batches: int) -> dict:
+    """``batches`` GPT-2 training batches on the synthetic ML-20M-shaped set at ``scale``."""
+    from bench_data import generate
 
-    # Warm-up, untimed: the first epoch on a device pays one-off costs (kernels, allocator).
-    warm = params.model_copy(update={"max_epochs": 1, "patience": 2})
-    data = Data(sequences, num_items, val_users, val_targets)
-    our_epochs(build(num_items, model_params), data, warm, device, 1)
-    naive_epoch(build(num_items, model_params).to(device), sequences, val_users, val_targets, warm, device,
-                torch.Generator().manual_seed(0))
+    from genrec import model as gpt2
+    from genrec import params as genrec_params
+    from genrec import preprocess as prep
+    from genrec import training
+    from genrec.sequences import UserSequences
 
+    users = max(100, round(138_000 * scale))
+    raw = generate(round(20_000_000 * scale), users, 19_220, 0)
+    import pandas as pd
+    prepared = prep.preprocess(pd.DataFrame(raw), prep.PreprocessParams(min_item_users=5, min_user_items=20,
+                                                                        duplicates="keep"))
+    frame = prepared.interactions
+    sequences = UserSequences.from_frame(frame, len(prepared.users))
+    num_items = len(prepared.items)
+    config = genrec_params.load(ROOT / "params.yaml")
+    model_params = genrec_params.section(config, "model", gpt2.ModelParams)
+    params = genrec_params.section(config, "train", training.TrainParams)
     torch.manual_seed(0)
-    model = build(num_items, model_params)
-    out = {}
-    _, peak = timed(lambda: out.setdefault("ours", our_epochs(model, data, params, device, epochs)), device)
-    times = np.array(out["ours"]).mean(axis=0)
-    rows.append(("ours", times[0], times[1], peak))
+    model = gpt2.build(num_items, model_params)
+    if variant == "masks":
+        with_mask_dropout(model)
+    objective = gpt2.NextItemLoss(model)
+    if variant == "compiled":
+        objective = torch.compile(objective, dynamic=True)
+    matrix = gpt2.training_matrix(sequences, model.config.n_positions)
+    rows = torch.randperm(len(matrix), generator=torch.Generator().manual_seed(0))[:batches * params.batch_size]
+    part = matrix[rows]
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    warm = part[:params.batch_size * 2]  # compiling and first-touch costs out of the timing
+    gpt2.train_epoch(objective, warm, params, optimizer, torch.Generator().manual_seed(0), torch.device("cpu"))
+    start = time.perf_counter()
+    gpt2.train_epoch(objective, part, params, optimizer, torch.Generator().manual_seed(1), torch.device("cpu"))
+    seconds = time.perf_counter() - start
+    return {"items": num_items, "rate": len(part) / seconds, "peak_gb": peak_rss_gb(),
+            "epoch_estimate": len(matrix) / (len(part) / seconds)}
 
-    torch.manual_seed(0)
-    naive = build(num_items, model_params).to(device)
-    generator = torch.Generator().manual_seed(0)
-    _, peak = timed(lambda: out.setdefault("naive", [
-        naive_epoch(naive, sequences, val_users, val_targets, params, device, generator) for _ in range(epochs)]),
-        device)
-    times = np.array(out["naive"]).mean(axis=0)
-    rows.append(("naive (paper-style)", times[0], times[1], peak))
 
-    print(f"\n{label}: {n_train:,} training sequences, {len(val_users):,} validation users, "
-          f"{num_items:,} items, mean of {epochs} epochs on {device}")
-    print(f"{'loop':<22}{'train s':>9}{'val s':>8}{'epoch s':>9}{'seq/s':>9}{'peak MB':>9}")
-    for name, train_s, val_s, peak in rows:
-        print(f"{name:<22}{train_s:>9.2f}{val_s:>8.2f}{train_s + val_s:>9.2f}{n_train / train_s:>9.0f}{peak:>9.0f}")
-    ours, naive_row = rows
-    print(f"ours is {(naive_row[1] + naive_row[2]) / (ours[1] + ours[2]):.1f}x faster per epoch "
-          f"({naive_row[1] / ours[1]:.1f}x training, {naive_row[2] / ours[2]:.1f}x validation)")
+def child(task: dict) -> dict:
+    if task["variant"] == "one-thread":
+        torch.set_num_threads(1)
+    if task["kind"] == "large":
+        return large(task["variant"], task["scale"], task["batches"])
+    if task["variant"] == "naive":
+        return naive_small(task["split"])
+    return small(task["model"], task["variant"], task["split"])
+
+
+def fresh(task: dict) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(task)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{task} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--split", default="data/split")
+    parser.add_argument("--large-scale", type=float, help="also a synthetic ML-20M-shaped set at this scale")
+    parser.add_argument("--large-batches", type=int, default=60)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    device = resolve_device(args.device, "--device")
-    # The current params.yaml's model and training settings (the repository's without one).
-    config = genrec_params.load("params.yaml" if Path("params.yaml").exists() else ROOT / "params.yaml")
-    settings = (genrec_params.section(config, "model", ModelParams), genrec_params.section(config, "train", TrainParams))
-    print(f"{settings[0]}\n{settings[1]}")
-    data = pipeline_data()
-    if data is not None:
-        bench("ml-100k (data/split)", *data[:3], data[3], args.epochs, device, *settings)
-    else:
-        sequences, val_users, targets = generated(941, 1349, 89_839)
-        bench("ml-100k-sized (generated)", sequences, val_users, targets, 1349, args.epochs, device, *settings)
-    sequences, val_users, targets = generated(6040, 3416, 1_000_000)
-    bench("ML-1M-sized (generated)", sequences, val_users, targets, 3416, args.epochs, device, *settings)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    import platform
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or 'CPU'}; "
+          f"split {args.split}")
+    print(f"{'model':<9}{'variant':<11}{'epochs':>7}{'best':>6}{'val NDCG@10':>13}{'1st epoch s':>12}"
+          f"{'epoch s':>9}{'seq/s':>8}{'speed-up':>9}{'peak GB':>9}")
+    for model in args.models:
+        base = None
+        for variant in args.variants:
+            if variant == "naive" and model != "gpt2":
+                continue
+            r = fresh({"kind": "small", "model": model, "variant": variant, "split": args.split})
+            base = base or r["epoch"]
+            best = "—" if r["best_epoch"] is None else str(r["best_epoch"])
+            ndcg = "—" if math.isnan(r["ndcg"]) else f"{r['ndcg']:.4f}"
+            print(f"{model:<9}{variant:<11}{r['epochs']:>7}{best:>6}{ndcg:>13}{r['first']:>12.2f}{r['epoch']:>9.2f}"
+                  f"{r['rate']:>8.0f}{base / r['epoch']:>8.2f}x{r['peak_gb']:>9.2f}", flush=True)
+    if args.large_scale:
+        print(f"\nGPT-2 on the ML-20M-shaped set at scale {args.large_scale:g}, {args.large_batches} batches")
+        print(f"{'variant':<11}{'items':>7}{'seq/s':>8}{'speed-up':>9}{'peak GB':>9}{'epoch estimate':>16}")
+        base = None
+        for variant in args.variants:
+            if variant == "naive":
+                continue
+            r = fresh({"kind": "large", "variant": variant, "scale": args.large_scale, "batches": args.large_batches})
+            base = base or r["rate"]
+            print(f"{variant:<11}{r['items']:>7}{r['rate']:>8.0f}{r['rate'] / base:>8.2f}x{r['peak_gb']:>9.2f}"
+                  f"{r['epoch_estimate'] / 60:>13.1f} min", flush=True)
 
 
 if __name__ == "__main__":
