@@ -186,13 +186,17 @@ def estimated_seconds(module: torch.nn.Module, matrix: torch.Tensor, train_epoch
     be worth timing."""
     if len(matrix) * params.max_epochs * data.num_items < ESTIMATE_ABOVE:
         return None
-    rows = matrix[:ESTIMATE_BATCHES * params.batch_size]
+    rows = matrix[:(1 + ESTIMATE_BATCHES) * params.batch_size]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         copied = copy.deepcopy(module)
         optimizer = torch.optim.Adam(copied.parameters(), lr=params.lr)
+        # One batch untimed first: allocations, threads and kernels start up once per process.
+        train_epoch(copied, rows[:params.batch_size], params, optimizer, torch.Generator().manual_seed(0), device,
+                    SINGLE)
         start = time.perf_counter()
-        train_epoch(copied, rows, params, optimizer, torch.Generator().manual_seed(0), device, SINGLE)
-        train = (time.perf_counter() - start) / len(rows) * len(matrix) / world
+        train_epoch(copied, rows[params.batch_size:], params, optimizer, torch.Generator().manual_seed(0), device,
+                    SINGLE)
+        train = (time.perf_counter() - start) / max(len(rows) - params.batch_size, 1) * len(matrix) / world
         del copied, optimizer
     users = data.val_users[:BATCH_USERS]
     start = time.perf_counter()
