@@ -2,10 +2,12 @@
 
     python benchmarks/bench_train.py [--variants today masks compiled one-thread naive]
                                      [--models gpt2 sasrec bert4rec] [--large-scale 0.05]
-                                     [--large-batches 60] [--device auto]
+                                     [--large-batches 60] [--split data/split]
+                                     [--params params.yaml] [--json rows.json]
 
 Each row runs in a fresh process on the pipeline's own split (data/split, ml-100k by
-default) with params.yaml's settings:
+default) with params.yaml's settings (``--split`` and ``--params`` name others; ``--json``
+also writes the rows, unrounded):
 
 - today: the stage's training loop as it is (genrec.training.fit and the model's epoch).
 - masks: dropout masks drawn from 16-bit random integers (four per int64 draw) instead of
@@ -85,14 +87,14 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-def small(model_name: str, variant: str, split: str) -> dict:
+def small(model_name: str, variant: str, split: str, params_file: str) -> dict:
     """One variant's training with early stopping on the pipeline's split."""
     from genrec import params as genrec_params
     from genrec import training
     from genrec.sequences import Split
     from genrec.training import Data
 
-    config = genrec_params.load(ROOT / "params.yaml")
+    config = genrec_params.load(Path(params_file))
     data = Data.from_split(Split.load(split))
     epochs, rows = [], 0
     original_fit = training.fit
@@ -129,7 +131,7 @@ def small(model_name: str, variant: str, split: str) -> dict:
             "first": epochs[0], "epoch": steady, "rate": rows / steady, "peak_gb": peak_rss_gb()}
 
 
-def naive_small(split: str) -> dict:
+def naive_small(split: str, params_file: str) -> dict:
     """The paper-style loop on the split for a fixed 5 epochs: its time per epoch (it has no
     early stopping of its own here, so no NDCG is given)."""
     from genrec import params as genrec_params
@@ -138,7 +140,7 @@ def naive_small(split: str) -> dict:
     from genrec.sequences import Split
     from genrec.training import TrainParams
 
-    config = genrec_params.load(ROOT / "params.yaml")
+    config = genrec_params.load(Path(params_file))
     model_params = genrec_params.section(config, "model", ModelParams)
     params = genrec_params.section(config, "train", TrainParams)
     split_data = Split.load(split)
@@ -164,7 +166,7 @@ def naive_small(split: str) -> dict:
             "rate": len(data) / steady, "peak_gb": peak_rss_gb()}
 
 
-def large(variant: str, scale: float, batches: int) -> dict:
+def large(variant: str, scale: float, batches: int, params_file: str) -> dict:
     """``batches`` GPT-2 training batches on the synthetic ML-20M-shaped set at ``scale``."""
     from bench_data import generate
 
@@ -182,7 +184,7 @@ def large(variant: str, scale: float, batches: int) -> dict:
     frame = prepared.interactions
     sequences = UserSequences.from_frame(frame, len(prepared.users))
     num_items = len(prepared.items)
-    config = genrec_params.load(ROOT / "params.yaml")
+    config = genrec_params.load(Path(params_file))
     model_params = genrec_params.section(config, "model", gpt2.ModelParams)
     params = genrec_params.section(config, "train", training.TrainParams)
     torch.manual_seed(0)
@@ -209,10 +211,10 @@ def child(task: dict) -> dict:
     if task["variant"] == "one-thread":
         torch.set_num_threads(1)
     if task["kind"] == "large":
-        return large(task["variant"], task["scale"], task["batches"])
+        return large(task["variant"], task["scale"], task["batches"], task["params"])
     if task["variant"] == "naive":
-        return naive_small(task["split"])
-    return small(task["model"], task["variant"], task["split"])
+        return naive_small(task["split"], task["params"])
+    return small(task["model"], task["variant"], task["split"], task["params"])
 
 
 def fresh(task: dict) -> dict:
@@ -227,6 +229,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--split", default="data/split")
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
+    parser.add_argument("--json", help="also write every row here")
     parser.add_argument("--large-scale", type=float, help="also a synthetic ML-20M-shaped set at this scale")
     parser.add_argument("--large-batches", type=int, default=60)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -239,12 +243,15 @@ def main() -> None:
           f"split {args.split}")
     print(f"{'model':<9}{'variant':<11}{'epochs':>7}{'best':>6}{'val NDCG@10':>13}{'1st epoch s':>12}"
           f"{'epoch s':>9}{'seq/s':>8}{'speed-up':>9}{'peak GB':>9}")
+    rows = []
     for model in args.models:
         base = None
         for variant in args.variants:
             if variant == "naive" and model != "gpt2":
                 continue
-            r = fresh({"kind": "small", "model": model, "variant": variant, "split": args.split})
+            r = fresh({"kind": "small", "model": model, "variant": variant, "split": args.split,
+                       "params": args.params})
+            rows.append({"model": model, "variant": variant, **r})
             base = base or r["epoch"]
             best = "—" if r["best_epoch"] is None else str(r["best_epoch"])
             ndcg = "—" if math.isnan(r["ndcg"]) else f"{r['ndcg']:.4f}"
@@ -257,10 +264,14 @@ def main() -> None:
         for variant in args.variants:
             if variant == "naive":
                 continue
-            r = fresh({"kind": "large", "variant": variant, "scale": args.large_scale, "batches": args.large_batches})
+            r = fresh({"kind": "large", "variant": variant, "scale": args.large_scale, "batches": args.large_batches,
+                       "params": args.params})
+            rows.append({"model": "gpt2", "variant": variant, "scale": args.large_scale, **r})
             base = base or r["rate"]
             print(f"{variant:<11}{r['items']:>7}{r['rate']:>8.0f}{r['rate'] / base:>8.2f}x{r['peak_gb']:>9.2f}"
                   f"{r['epoch_estimate'] / 60:>13.1f} min", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
