@@ -172,6 +172,11 @@ def test_an_interrupted_repro_says_so_and_make_restore_brings_everything_back(re
     committed = {path: (repo / path).read_bytes() for path in ("data/recs/rra.parquet", "metrics/rra.json",
                                                                "metrics/validation/rra.json", "metrics/tuning/rra.csv")}
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # An uncommitted change, as `dvc exp run -S` leaves one, that also keeps the stage busy for
+    # seconds after its first progress line (with 3 sequences it could finish before the Ctrl-C).
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["generation"]["num_sequences"] = 4000
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc = subprocess.Popen(["dvc", "repro", "-f", "-s", "rra"], cwd=repo, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines = []
