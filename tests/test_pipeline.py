@@ -172,13 +172,16 @@ def test_an_interrupted_repro_says_so_and_make_restore_brings_everything_back(re
     committed = {path: (repo / path).read_bytes() for path in ("data/recs/rra.parquet", "metrics/rra.json",
                                                                "metrics/validation/rra.json", "metrics/tuning/rra.csv")}
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    # An uncommitted change, as `dvc exp run -S` leaves one, that also keeps the stage busy for
-    # seconds after its first progress line (with 3 sequences it could finish before the Ctrl-C).
+    # An uncommitted change, as `dvc exp run -S` leaves one; it also keeps the stage busy for
+    # seconds after its first progress line, so the Ctrl-C cannot come after the stage's end.
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["generation"]["num_sequences"] = 4000
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # SIGINT at its default, as at a terminal: tests started in the background (`make test &`)
+    # inherit an ignored SIGINT, and DVC and the stage would then never see the Ctrl-C.
     dvc = subprocess.Popen(["dvc", "repro", "-f", "-s", "rra"], cwd=repo, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in dvc.stdout:  # wait until the stage itself runs (its first progress line)
         lines.append(line)
@@ -186,7 +189,7 @@ def test_an_interrupted_repro_says_so_and_make_restore_brings_everything_back(re
             break
     os.killpg(dvc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
     out = "".join(lines) + dvc.communicate(timeout=120)[0]
-    assert dvc.returncode != 0
+    assert dvc.returncode != 0, out
     assert "interrupted: the stage stopped. DVC had removed its previous outputs before running it; " \
            "`make restore` brings back the last committed ones" in out, out
     assert not (repo / "data/recs/rra.parquet").exists()
