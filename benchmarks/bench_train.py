@@ -12,7 +12,8 @@ also writes the rows, unrounded):
 - today: the stage's training loop as it is (genrec.training.fit and the model's epoch).
 - masks: dropout masks drawn from 16-bit random integers (four per int64 draw) instead of
   torch's CPU ``bernoulli_``, which draws them one at a time on one thread; attention runs
-  eagerly so that its dropout takes the same masks. Other masks: other models.
+  eagerly (Hugging Face's and SASRec's) so that its dropout takes the same masks. Other
+  masks: other models.
 - compiled: ``torch.compile(dynamic=True)`` of the training loss module; the first epoch
   includes compiling.
 - one-thread: ``torch.set_num_threads(1)``.
@@ -68,12 +69,33 @@ class MaskDropout(nn.Module):
         return x * keep * (1.0 / (1.0 - self.p))
 
 
+def eager_sasrec_attention(attention: nn.Module) -> None:
+    """SASRec's attention computed eagerly, its dropout a MaskDropout on the attention weights
+    (scaled_dot_product_attention draws its own masks, with bernoulli_, from ``dropout_p``)."""
+    attention.attention_dropout = MaskDropout(attention.dropout).train(attention.training)
+
+    def forward(x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        q, k, v = attention.qkv(x).split(hidden, dim=2)
+        q, k, v = (t.view(batch, length, attention.heads, -1).transpose(1, 2) for t in (q, k, v))
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        weights = scores.masked_fill(~allowed[:, None], float("-inf")).softmax(-1)  # the diagonal is always allowed
+        y = attention.attention_dropout(weights) @ v
+        return attention.proj(y.transpose(1, 2).reshape(batch, length, hidden))
+
+    attention.forward = forward
+
+
 def with_mask_dropout(model: nn.Module) -> nn.Module:
-    """Every nn.Dropout of ``model`` replaced by MaskDropout; Hugging Face attention run eagerly
-    (its dropout is then a module, not a probability handed to scaled_dot_product_attention)."""
+    """Every nn.Dropout of ``model`` replaced by MaskDropout, and attention dropout too: Hugging
+    Face attention runs eagerly (its dropout is then a module), SASRec's through
+    eager_sasrec_attention."""
+    from genrec.baselines.sasrec import CausalSelfAttention
+    if isinstance(model, CausalSelfAttention):
+        eager_sasrec_attention(model)
     for name, child in model.named_children():
         if isinstance(child, nn.Dropout):
-            setattr(model, name, MaskDropout(child.p))
+            setattr(model, name, MaskDropout(child.p).train(child.training))
         else:
             with_mask_dropout(child)
     config = getattr(model, "config", None)

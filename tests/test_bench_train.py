@@ -73,3 +73,18 @@ def test_with_mask_dropout_replaces_every_dropout_of_a_model():
     dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout | MaskDropout)]
     assert dropouts and all(isinstance(m, MaskDropout) and math.isclose(m.p, 0.2) for m in dropouts)
     assert model.config._attn_implementation == "eager"  # attention's dropout is then a module
+
+
+def test_sasrec_eager_attention_is_its_attention_without_dropout():
+    from genrec.baselines.sasrec import CausalSelfAttention
+    torch.manual_seed(0)
+    attention = CausalSelfAttention(16, 2, 0.3).eval()
+    x = torch.randn(3, 7, 16)
+    allowed = torch.tril(torch.ones(7, 7, dtype=torch.bool)).expand(3, 7, 7).clone()
+    allowed[0, :, :3] = torch.eye(7, dtype=torch.bool)[:, :3]  # left padding: padded positions see only themselves
+    expected = attention(x, allowed)
+    with_mask_dropout(attention)
+    assert isinstance(attention.attention_dropout, MaskDropout)
+    assert torch.allclose(attention(x, allowed), expected, atol=1e-6)
+    attention.train()
+    assert not torch.allclose(attention(x, allowed), expected, atol=1e-3)  # dropout on the weights when training
