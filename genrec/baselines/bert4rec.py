@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
 from genrec import training
-from genrec.baselines.common import TransformerParams, fit_then_recommend, fit_transformer, trim_left
+from genrec.baselines.common import (TransformerParams, fit_then_recommend, fit_transformer, trim_left,
+                                     use_fast_dropout)
 from genrec.distributed import SINGLE, Group
 from genrec.params import Fraction
 from genrec.ranking import PADDING
@@ -50,7 +51,8 @@ def build(num_items: int, params: Params) -> BertForMaskedLM:
         type_vocab_size=1,
         pad_token_id=PADDING,
     )
-    return BertForMaskedLM(config)
+    model = BertForMaskedLM(config)
+    return use_fast_dropout(model) if params.dropout_masks == "fast" else model
 
 
 def hidden_states(model: BertForMaskedLM, items: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,15 @@
 """What the baselines share beyond the training loop (``genrec.training``): the transformer
-baselines' params, left-padded batches, and recommending from the best epoch's model."""
+baselines' params, left-padded batches, recommending from the best epoch's model, and the
+transformer baselines' cheaper dropout masks."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, ClassVar
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
+from torch import nn
 
 from genrec.distributed import SINGLE, Group
 from genrec.params import AtLeast1, Dropout, require_multiple
@@ -25,6 +27,9 @@ class TransformerParams(LoopParams):
     layers: AtLeast1  # transformer blocks
     heads: AtLeast1
     dropout: Dropout
+    # fast: dropout masks four to a 64-bit random draw (genrec/dropout.py; 1.2-1.3x an epoch on
+    # a CPU); torch: torch's own masks, the exact path of earlier runs. Other masks, other models.
+    dropout_masks: Literal["fast", "torch"]
     processes: AtLeast1  # data-parallel training processes (torch.distributed), as train.processes
 
     @model_validator(mode="after")
@@ -67,3 +72,69 @@ def fit_then_recommend(fit: Callable, scorer: Callable) -> Callable:
         return recommend(scorer(model, data, device), data.sequences, users, k), result
 
     return fit_recommend
+
+
+# Cheaper dropout masks (``dropout_masks: fast`` in the sasrec and bert4rec sections). torch's
+# dropout on a CPU draws its keep-mask with ``bernoulli_``, one number at a time on one thread:
+# 28-29% of a SASRec or BERT4Rec epoch on a 2-core CPU (docs/performance.md, "Training"). The
+# fast masks take four 16-bit integers from each 64-bit draw of torch's generator and keep a
+# unit when its integer clears p's share of the 16-bit range: p holds to within 2**-16 and each
+# unit is still kept independently. Other random numbers than torch's, so other models;
+# ``dropout_masks: torch`` keeps torch's own masks, the exact path of the runs before them.
+
+# The name under which Hugging Face models find attention whose dropout takes the fast masks.
+HF_ATTENTION = "genrec_fast_dropout"
+
+
+def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``x`` with each element zeroed with probability ``p`` (to within 2**-16) and the rest
+    scaled by 1 / (1 - p), as ``F.dropout``, from masks drawn four to a 64-bit random integer."""
+    if not training or p == 0:
+        return x
+    n = x.numel()
+    words = torch.randint(-(2**63), 2**63 - 1, (-(-n // 4),), dtype=torch.int64, device=x.device)
+    keep = words.view(torch.int16)[:n].view(x.shape) >= -(2**15) + round(p * 2**16)
+    return x * keep * (1.0 / (1.0 - p))
+
+
+class FastDropout(nn.Dropout):
+    """``nn.Dropout`` with the fast masks (a subclass, so code that looks for dropout finds it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_dropout(x, self.p, self.training)
+
+
+def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                  **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hugging Face's eager attention with the fast masks on its weights (its own draws them
+    with ``F.dropout``, and SDPA inside its kernel)."""
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    weights = (query @ key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = fast_dropout(weights.softmax(-1), dropout, module.training)
+    return (weights @ value).transpose(1, 2).contiguous(), weights
+
+
+def _register_hf_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+    AttentionInterface.register(HF_ATTENTION, _hf_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(HF_ATTENTION, eager_mask)  # additive masks, as eager attention takes
+
+
+def use_fast_dropout(model: nn.Module) -> nn.Module:
+    """Every ``nn.Dropout`` of ``model`` (in place) takes the fast masks, keeping its p and its
+    train/eval mode; a Hugging Face model's attention dropout too (its attention then runs
+    eagerly). SASRec's attention is its own (``CausalSelfAttention(fast_masks=True)``)."""
+    for name, child in model.named_children():
+        if type(child) is nn.Dropout:
+            setattr(model, name, FastDropout(child.p).train(child.training))
+        else:
+            use_fast_dropout(child)
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "_attn_implementation"):
+        _register_hf_attention()
+        config._attn_implementation = HF_ATTENTION
+    return model

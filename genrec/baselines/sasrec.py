@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrec import training
-from genrec.baselines.common import TransformerParams, fit_then_recommend, fit_transformer, trim_left
+from genrec.baselines.common import (TransformerParams, fast_dropout, fit_then_recommend, fit_transformer,
+                                     trim_left, use_fast_dropout)
 from genrec.distributed import SINGLE, Group
 from genrec.ranking import PADDING
 from genrec.training import Data, EpochResult, TrainResult
@@ -31,28 +32,33 @@ class Params(TransformerParams):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, hidden: int, heads: int, dropout: float):
+    def __init__(self, hidden: int, heads: int, dropout: float, fast_masks: bool = False):
         super().__init__()
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
-        self.heads, self.dropout = heads, dropout
+        self.heads, self.dropout, self.fast_masks = heads, dropout, fast_masks
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         batch, length, hidden = x.shape
         q, k, v = self.qkv(x).split(hidden, dim=2)
         q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, nh, L, hs)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None],
-                                           dropout_p=self.dropout if self.training else 0.0)
+        if self.fast_masks and self.training and self.dropout > 0:
+            # Eagerly, so that the dropout on the weights takes the fast masks (SDPA draws its own).
+            weights = ((q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])).masked_fill(~allowed[:, None], -math.inf)
+            y = fast_dropout(weights.softmax(-1), self.dropout) @ v  # the diagonal is always allowed: no NaN
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None],
+                                               dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(batch, length, hidden))
 
 
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(LN(x)), then x + FFN(LN(x))."""
 
-    def __init__(self, hidden: int, heads: int, dropout: float):
+    def __init__(self, hidden: int, heads: int, dropout: float, fast_masks: bool = False):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
-        self.attn = CausalSelfAttention(hidden, heads, dropout)
+        self.attn = CausalSelfAttention(hidden, heads, dropout, fast_masks)
         # SASRec's point-wise feed-forward network keeps the hidden size.
         self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
         self.drop = nn.Dropout(dropout)
@@ -69,7 +75,8 @@ class SASRec(nn.Module):
         self.items = nn.Embedding(num_items + 1, params.hidden, padding_idx=PADDING)
         self.positions = nn.Embedding(params.max_len, params.hidden)
         self.drop = nn.Dropout(params.dropout)
-        self.blocks = nn.ModuleList(Block(params.hidden, params.heads, params.dropout) for _ in range(params.layers))
+        fast = params.dropout_masks == "fast"
+        self.blocks = nn.ModuleList(Block(params.hidden, params.heads, params.dropout, fast) for _ in range(params.layers))
         self.ln = nn.LayerNorm(params.hidden)
         for name, weight in self.named_parameters():  # GPT-2's initialisation
             if weight.dim() == 2:
@@ -78,6 +85,8 @@ class SASRec(nn.Module):
                 nn.init.zeros_(weight)
         with torch.no_grad():
             self.items.weight[PADDING].zero_()
+        if fast:
+            use_fast_dropout(self)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, L, H) of left-padded ``items`` (B, L), L <= max_len."""
