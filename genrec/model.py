@@ -74,6 +74,41 @@ class NextItemLoss(torch.nn.Module):
         return F.cross_entropy(logits, labels[real], reduction="sum")
 
 
+class StaticNextItemLoss(torch.nn.Module):
+    """NextItemLoss for the graphs step (``train.step``), on full-window batches of one shape:
+    every position projected and the padding labels ignored, and no attention mask, which a
+    right-padded row does not need (its padding comes after its items, and causal attention
+    never lets an item see what follows). The same loss up to rounding."""
+
+    def __init__(self, model: GPT2LMHeadModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = self.model(input_ids=inputs).logits
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PADDING, reduction="sum")
+
+
+def static_train_epoch(objective: torch.nn.Module, data: torch.Tensor, params: TrainParams,
+                       optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device,
+                       group: Group = SINGLE) -> dict[str, float]:
+    """``train_epoch`` for the graphs step: every batch (batch_size, window), none trimmed, through
+    the compiled ``objective`` (a ``StaticNextItemLoss``); one process."""
+    step = training.compiled(objective, device)
+    objective.train()
+    precision = torch.autocast(device.type, dtype=torch.bfloat16) if params.precision == "bf16" else nullcontext()
+    total_loss, total_tokens = torch.zeros((), device=device), 0
+    for batch in training.static_batches(data, params.batch_size, generator):
+        tokens = int((batch[:, 1:] != PADDING).sum())
+        batch = batch.to(device, non_blocking=True)
+        with precision:
+            loss = step(batch[:, :-1], batch[:, 1:])
+        training.optimizer_step(optimizer, loss, tokens)
+        total_loss += loss.detach()  # before the next replay writes over the graph's output
+        total_tokens += tokens
+    return {"loss": float(total_loss) / total_tokens}
+
+
 def train_epoch(objective: torch.nn.Module, data: torch.Tensor, params: TrainParams,
                 optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device,
                 group: Group = SINGLE) -> dict[str, float]:
@@ -115,8 +150,10 @@ def fit(data: Data, model_params: ModelParams, params: TrainParams, device: torc
     # run did); each rank has its own stream, or all would drop the same units.
     torch.manual_seed(params.seed + group.rank)
     matrix = training_matrix(data.sequences, model.config.n_positions)
-    return model, training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch, "train.lr",
-                               objective=NextItemLoss(model), group=group)
+    static = training.graphs_step(params, device)
+    return model, training.fit(model, matrix, static_train_epoch if static else train_epoch, scorer, data, params,
+                               device, on_epoch, "train.lr",
+                               objective=(StaticNextItemLoss if static else NextItemLoss)(model), group=group)
 
 
 def load(path: str | Path, device: torch.device, stage: str = "train") -> GPT2LMHeadModel:

@@ -16,13 +16,14 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
+from pydantic import model_validator
 from torch.nn.parallel import DistributedDataParallel
 
 from genrec import estimate, metrics
 from genrec.distributed import SINGLE, Group
 from genrec.errors import UserError
 from genrec.params import AtLeast1, PositiveFloat, Section
-from genrec.ranking import rank_unseen
+from genrec.ranking import PADDING, rank_unseen
 from genrec.sequences import Split, UserSequences
 
 VALIDATION_K = 10  # validation NDCG@10 / HR@10, whatever a model's list length
@@ -42,6 +43,49 @@ class LoopParams(Section):
     patience: AtLeast1  # stop after this many epochs without a better validation NDCG@10
     seed: int
     device: str  # auto (CUDA when present), cpu or cuda
+    # exact: batches trimmed to their longest row, losses on the labelled positions only (every
+    # committed CPU run); graphs: every batch one shape, compiled, replayed as a CUDA graph on
+    # CUDA (3.2x a GPT-2 epoch on an H200; slower on a CPU); auto: graphs on CUDA with one
+    # process, else exact. Other arithmetic, so other models (docs/performance.md, "Training").
+    step: Literal["auto", "exact", "graphs"]
+
+    @model_validator(mode="after")
+    def _graphs_in_one_process(self) -> LoopParams:
+        processes = getattr(self, "processes", 1)
+        if self.step == "graphs" and processes > 1:
+            section = getattr(self, "SECTION", "train")
+            raise ValueError(f"{section}.step graphs runs in one process, but {section}.processes is {processes}: "
+                             f"set {section}.step to auto or exact, or {section}.processes to 1")
+        return self
+
+
+def graphs_step(params: LoopParams, device: torch.device) -> bool:
+    """Whether training takes the static-shape compiled step (``step: graphs``, or ``auto`` on
+    CUDA in one process)."""
+    processes = getattr(params, "processes", 1)
+    return params.step == "graphs" or (params.step == "auto" and device.type == "cuda" and processes == 1)
+
+
+def compiled(objective: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``objective`` compiled for the graphs step, once (kept on the module itself, so that a
+    copy, such as the one the estimate trains, compiles its own): a CUDA graph replayed every
+    batch on CUDA (``reduce-overhead``), plain compiled code on a CPU."""
+    found = objective.__dict__.get("_genrec_compiled")
+    if found is None:
+        found = torch.compile(objective, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
+        objective.__dict__["_genrec_compiled"] = found  # not a submodule: state_dict stays the model's
+    return found
+
+
+def static_batches(matrix: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """One process's epoch for the graphs step: the rows of ``matrix`` shuffled by ``generator``
+    (as ``epoch_batches``), in batches of exactly ``batch_size`` rows, the last one filled up
+    with rows of padding (they hold no label)."""
+    batches = epoch_batches(matrix, batch_size, generator)
+    if batches and len(batches[-1]) < batch_size:
+        last = batches[-1]
+        batches[-1] = torch.cat([last, last.new_full((batch_size - len(last), last.shape[1]), PADDING)])
+    return batches
 
 
 class TrainParams(LoopParams):

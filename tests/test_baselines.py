@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from genrec import params, training
-from genrec.baselines import NAMES, bert4rec, bpr, popularity, sasrec
+from genrec.baselines import NAMES, bert4rec, bpr, common, popularity, sasrec
 from genrec.training import Data
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
@@ -89,6 +89,111 @@ def test_params_yaml_matches_the_issue():
     assert (bert4rec_.layers, bert4rec_.heads, bert4rec_.mask_prob) == (2, 2, 0.2)
     assert (bpr_.factors, bpr_.lr, bpr_.regularization, bpr_.max_epochs) == (64, 0.01, 0.01, 200)
     assert defaults("evaluation").k == 10  # one list length for every method
+
+
+# --- dropout masks (dropout_masks: auto | fast | torch) ------------------------------------------------
+
+def test_fast_dropout_keeps_the_share_and_the_mean():
+    torch.manual_seed(0)
+    dropout = common.FastDropout(0.1)
+    x = torch.ones(400_000)
+    y = dropout(x)
+    assert abs((y != 0).float().mean().item() - 0.9) < 0.003  # p to within 2**-16, plus noise (sd 0.0005)
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.9))
+    assert abs(y.mean().item() - 1.0) < 0.005
+    assert dropout.eval()(x) is x and common.fast_dropout(x, 0.0) is x
+
+
+def test_use_fast_dropout_replaces_every_dropout_of_a_hugging_face_model():
+    from genrec import model as gpt2
+    for model in (gpt2.build(30, gpt2.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.2)),
+                  bert4rec.build(30, TINY["bert4rec"])):
+        model.eval()
+        common.use_fast_dropout(model)
+        dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+        assert dropouts and all(type(m) is common.FastDropout and not m.training for m in dropouts)
+        assert model.config._attn_implementation == common.HF_ATTENTION  # attention's dropout too
+
+
+def build(name: str, masks: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    section = TINY[name].model_copy(update={"dropout": 0.3})
+    fast = masks == "fast"
+    return sasrec.SASRec(NUM_ITEMS, section, fast) if name == "sasrec" else bert4rec.build(NUM_ITEMS, section, fast)
+
+
+def hidden(name: str, model: torch.nn.Module, items: torch.Tensor) -> torch.Tensor:
+    return model(items) if name == "sasrec" else bert4rec.hidden_states(model, items)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_fast_masks_change_the_draws_and_nothing_else(name, monkeypatch):
+    items = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    exact, fast = build(name, "torch"), build(name, "fast")
+    assert all(torch.equal(a, b) for a, b in zip(exact.state_dict().values(), fast.state_dict().values()))
+    with torch.no_grad():
+        expected = hidden(name, exact.eval(), items)
+        torch.testing.assert_close(hidden(name, fast.eval(), items), expected, atol=1e-5, rtol=1e-5)
+        fast.train()
+        assert not torch.allclose(hidden(name, fast, items), expected, atol=1e-3)  # dropout when training
+        # With the masks keeping every unit, training mode is the eval-mode network: the eager
+        # attention that takes the fast masks computes what SDPA computes.
+        monkeypatch.setattr(common, "fast_dropout", lambda x, p, training=True: x)
+        monkeypatch.setattr(sasrec, "fast_dropout", lambda x, p, training=True: x)
+        torch.testing.assert_close(hidden(name, fast, items), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_auto_masks_are_fast_on_a_cpu_and_torchs_on_cuda():
+    params = TINY["sasrec"]
+    assert params.dropout_masks == "auto"  # params.yaml's
+    assert common.fast_masks(params, CPU) and not common.fast_masks(params, torch.device("cuda"))
+    assert common.fast_masks(params.model_copy(update={"dropout_masks": "fast"}), torch.device("cuda"))
+    assert not common.fast_masks(params.model_copy(update={"dropout_masks": "torch"}), CPU)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_both_masks_train_and_differ(name):
+    losses = {}
+    for masks in ("fast", "torch"):
+        params = TINY[name].model_copy(update={"dropout_masks": masks})
+        recs, result = MODULES[name].fit_recommend(DATA, TEST_USERS, params, 5, CPU)
+        assert_valid(recs, DATA, TEST_USERS, k=5)
+        losses[masks] = result.best.train["loss"]
+    assert losses["fast"] != losses["torch"]  # other masks, another model
+
+
+# --- the graphs step (sasrec.step, bert4rec.step) -----------------------------------------------
+
+def left_padded_batch(width: int) -> torch.Tensor:
+    torch.manual_seed(1)
+    batch = torch.randint(1, NUM_ITEMS + 1, (5, width))
+    for row, length in enumerate([width, 9, 4, 2, 0]):
+        batch[row, :width - length] = 0
+    return batch
+
+
+def test_static_losses_are_the_exact_losses():
+    batch = left_padded_batch(17)
+    model = build("sasrec", "torch").eval()
+    inputs, labels = batch[:, :-1], batch[:, 1:]
+    torch.testing.assert_close(sasrec.StaticNextItemLoss(model)(inputs, labels),
+                               sasrec.NextItemLoss(model)(common.trim_left(inputs), common.trim_left(labels)),
+                               rtol=1e-5, atol=1e-4)
+    batch = left_padded_batch(16)
+    model = build("bert4rec", "torch").eval()
+    inputs, masked = bert4rec.mask_items(batch, 0.4, NUM_ITEMS + 1, torch.Generator().manual_seed(0))
+    expected = bert4rec.MaskedItemLoss(model)(inputs, masked, batch[masked])
+    got = bert4rec.StaticMaskedItemLoss(model)(inputs, batch.masked_fill(~masked, 0))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.slow  # torch.compile on the CPU
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_graphs_step_trains_on_the_cpu(name):
+    params = TINY[name].model_copy(update={"step": "graphs", "max_epochs": 2, "patience": 2})
+    recs, result = MODULES[name].fit_recommend(DATA, TEST_USERS, params, 5, CPU)
+    assert_valid(recs, DATA, TEST_USERS, k=5)
+    assert len(result.history) == 2 and all(np.isfinite(e.train["loss"]) for e in result.history)
 
 
 # --- popularity ----------------------------------------------------------------------------------

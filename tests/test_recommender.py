@@ -29,7 +29,7 @@ PARAMS = {
     "split": {"method": "leave_last_n", "n": 5, "quantile": 0.9, "validation_fraction": 0.5, "seed": 42},
     "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1},
     "train": {"lr": 0.01, "batch_size": 16, "max_epochs": 2, "patience": 2, "seed": 42, "device": "cpu",
-              "processes": 1, "precision": "fp32"},
+              "processes": 1, "precision": "fp32", "step": "auto"},
     "evaluation": {"k": 5},
     "generation": {"num_beams": 2, "temperature": 0.5, "top_k": 0, "num_sequences": 3, "seed": 42,
                    "batch_size": 4, "device": "cpu", "processes": 1},

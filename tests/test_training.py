@@ -230,7 +230,7 @@ def write_split(folder: Path) -> None:
     (folder / "params.yaml").write_text(yaml.safe_dump({
         "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1},
         "train": {"lr": 0.01, "batch_size": 16, "max_epochs": 1, "patience": 1, "seed": 42, "device": "cpu",
-                  "processes": 1, "precision": "fp32"},
+                  "processes": 1, "precision": "fp32", "step": "auto"},
     }))
 
 
@@ -269,3 +269,56 @@ def test_bf16_precision_trains_and_changes_the_arithmetic():
     assert all(np.isfinite(losses["bf16"])) and losses["bf16"][1] < losses["bf16"][0]
     assert losses["bf16"] != losses["fp32"]
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+
+
+# --- the graphs step (train.step) ----------------------------------------------------------------
+
+def test_step_auto_is_graphs_on_cuda_in_one_process_and_exact_elsewhere():
+    auto = defaults("train")
+    assert auto.step == "auto"  # params.yaml's
+    assert not training.graphs_step(auto, CPU) and training.graphs_step(auto, torch.device("cuda"))
+    assert not training.graphs_step(auto.model_copy(update={"processes": 2}), torch.device("cuda"))
+    assert training.graphs_step(auto.model_copy(update={"step": "graphs"}), CPU)
+    assert not training.graphs_step(auto.model_copy(update={"step": "exact"}), torch.device("cuda"))
+
+
+def test_graphs_step_in_several_processes_is_refused():
+    from genrec import params
+    values = {**defaults("train").model_dump(), "step": "graphs", "processes": 2}
+    with pytest.raises(UserError, match="train.step graphs runs in one process, but train.processes is 2"):
+        params.section({"train": values}, "train", TrainParams)
+
+
+def test_static_batches_are_the_epochs_rows_in_one_shape():
+    matrix = torch.arange(1, 1 + 10 * 3).view(10, 3)
+    batches = training.static_batches(matrix, 4, torch.Generator().manual_seed(0))
+    expected = training.epoch_batches(matrix, 4, torch.Generator().manual_seed(0))
+    assert [b.shape for b in batches] == [(4, 3)] * 3
+    torch.testing.assert_close(torch.cat(batches)[:10], torch.cat(expected))
+    assert (batches[-1][2:] == 0).all()  # the last batch filled with padding rows
+
+
+def test_static_loss_is_the_exact_loss_and_gradient():
+    torch.manual_seed(1)
+    batch = torch.randint(1, NUM_ITEMS + 1, (5, 17))
+    for row, length in enumerate([17, 9, 4, 2, 0]):
+        batch[row, length:] = 0
+    inputs, labels = batch[:, :-1], batch[:, 1:]
+    model = tiny_model(2).eval()
+    expected = gm.NextItemLoss(model)(inputs, labels)
+    loss = gm.StaticNextItemLoss(model)(inputs, labels)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    grads = [torch.autograd.grad(value, model.lm_head.weight)[0] for value in (loss, expected)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow  # torch.compile on the CPU
+def test_graphs_step_trains_on_the_cpu():
+    params = defaults("train", lr=1e-2, batch_size=16, max_epochs=3, patience=3, seed=0, step="graphs",
+                      device="cpu")
+    model, result = gm.fit(data(), TINY, params, CPU)
+    losses = [epoch.train["loss"] for epoch in result.history]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    exact, again = gm.fit(data(), TINY, params.model_copy(update={"step": "exact"}), CPU)
+    # Other arithmetic (one shape, no attention mask), same loss to rounding: the first epoch agrees closely.
+    assert again.history[0].train["loss"] == pytest.approx(losses[0], rel=1e-3)

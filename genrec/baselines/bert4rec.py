@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
 from genrec import training
-from genrec.baselines.common import (TransformerParams, fit_then_recommend, fit_transformer, trim_left,
-                                     use_fast_dropout)
+from genrec.baselines.common import (TransformerParams, fast_masks, fit_then_recommend, fit_transformer,
+                                     trim_left, use_fast_dropout)
 from genrec.distributed import SINGLE, Group
 from genrec.params import Fraction
 from genrec.ranking import PADDING
@@ -36,8 +36,9 @@ class Params(TransformerParams):
     mask_prob: Fraction  # share of items replaced by the mask token in training
 
 
-def build(num_items: int, params: Params) -> BertForMaskedLM:
-    """A randomly initialised BERT over ids 0 (padding), 1..num_items (items), num_items + 1 (mask)."""
+def build(num_items: int, params: Params, fast_masks: bool = False) -> BertForMaskedLM:
+    """A randomly initialised BERT over ids 0 (padding), 1..num_items (items), num_items + 1 (mask);
+    its dropout takes the fast masks when asked (genrec/baselines/common.py)."""
     config = BertConfig(
         vocab_size=num_items + 2,
         hidden_size=params.hidden,
@@ -52,7 +53,7 @@ def build(num_items: int, params: Params) -> BertForMaskedLM:
         pad_token_id=PADDING,
     )
     model = BertForMaskedLM(config)
-    return use_fast_dropout(model) if params.dropout_masks == "fast" else model
+    return use_fast_dropout(model) if fast_masks else model
 
 
 def hidden_states(model: BertForMaskedLM, items: torch.Tensor) -> torch.Tensor:
@@ -115,6 +116,44 @@ def train_epoch(objective: torch.nn.Module, data: torch.Tensor, params: Params, 
     return {"loss": total_loss / max(total_tokens, 1)}
 
 
+class StaticMaskedItemLoss(torch.nn.Module):
+    """MaskedItemLoss for the graphs step (``bert4rec.step``): full-width batches of one shape,
+    every position through the head, ``labels`` the item where masked and padding elsewhere
+    (ignored). The same loss up to rounding."""
+
+    def __init__(self, model: BertForMaskedLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        num_items = self.model.config.vocab_size - 2
+        logits = self.model.cls(hidden_states(self.model, inputs))[..., 1:num_items + 1]
+        return F.cross_entropy(logits.flatten(0, 1), (labels - 1).flatten(), ignore_index=PADDING - 1,
+                               reduction="sum")
+
+
+def static_train_epoch(objective: torch.nn.Module, data: torch.Tensor, params: Params,
+                       optimizer: torch.optim.Optimizer, generator: torch.Generator, device: torch.device,
+                       group: Group = SINGLE) -> dict[str, float]:
+    """``train_epoch`` for the graphs step: every batch (batch_size, max_len), none trimmed,
+    masked as ``train_epoch`` masks, through the compiled ``objective`` (a ``StaticMaskedItemLoss``)."""
+    step = training.compiled(objective, device)
+    objective.train()
+    mask_token = config_of(objective).vocab_size - 1
+    total_loss, total_tokens = torch.zeros((), device=device), 0
+    for batch in training.static_batches(data, params.batch_size, generator):
+        inputs, masked = mask_items(batch, params.mask_prob, mask_token, generator)
+        tokens = int(masked.sum())
+        if tokens == 0:  # nothing drawn to predict in this batch
+            continue
+        labels = batch.masked_fill(~masked, PADDING)
+        loss = step(inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+        training.optimizer_step(optimizer, loss, tokens)
+        total_loss += loss.detach()  # before the next replay writes over the graph's output
+        total_tokens += tokens
+    return {"loss": float(total_loss) / max(total_tokens, 1)}
+
+
 def config_of(objective: torch.nn.Module):
     """The BERT config behind a ``MaskedItemLoss``, wrapped in DistributedDataParallel or not."""
     return getattr(objective, "module", objective).model.config
@@ -137,8 +176,11 @@ def fit(data: Data, params: Params, device: torch.device,
         on_epoch: Callable[[EpochResult], None] = lambda result: None,
         group: Group = SINGLE) -> tuple[BertForMaskedLM, TrainResult]:
     """Train with early stopping; return the model with the best epoch's weights, and the history."""
-    return fit_transformer(lambda: build(data.num_items, params), MaskedItemLoss, train_epoch, scorer, data, params,
-                           device, on_epoch, group, width=params.max_len)
+    static = training.graphs_step(params, device)
+    return fit_transformer(lambda: build(data.num_items, params, fast_masks(params, device)),
+                           StaticMaskedItemLoss if static else MaskedItemLoss,
+                           static_train_epoch if static else train_epoch, scorer, data, params, device, on_epoch,
+                           group, width=params.max_len)
 
 
 fit_recommend = fit_then_recommend(fit, scorer)

@@ -27,9 +27,10 @@ class TransformerParams(LoopParams):
     layers: AtLeast1  # transformer blocks
     heads: AtLeast1
     dropout: Dropout
-    # fast: dropout masks four to a 64-bit random draw (genrec/dropout.py; 1.2-1.3x an epoch on
-    # a CPU); torch: torch's own masks, the exact path of earlier runs. Other masks, other models.
-    dropout_masks: Literal["fast", "torch"]
+    # fast: dropout masks four to a 64-bit random draw (below; faster on a CPU); torch: torch's
+    # own, the exact path of earlier runs (faster on CUDA); auto: fast on a CPU, torch on CUDA.
+    # Other masks, other models.
+    dropout_masks: Literal["auto", "fast", "torch"]
     processes: AtLeast1  # data-parallel training processes (torch.distributed), as train.processes
 
     @model_validator(mode="after")
@@ -74,13 +75,20 @@ def fit_then_recommend(fit: Callable, scorer: Callable) -> Callable:
     return fit_recommend
 
 
-# Cheaper dropout masks (``dropout_masks: fast`` in the sasrec and bert4rec sections). torch's
+# Cheaper dropout masks (``dropout_masks`` in the sasrec and bert4rec sections). torch's
 # dropout on a CPU draws its keep-mask with ``bernoulli_``, one number at a time on one thread:
 # 28-29% of a SASRec or BERT4Rec epoch on a 2-core CPU (docs/performance.md, "Training"). The
 # fast masks take four 16-bit integers from each 64-bit draw of torch's generator and keep a
 # unit when its integer clears p's share of the 16-bit range: p holds to within 2**-16 and each
 # unit is still kept independently. Other random numbers than torch's, so other models;
 # ``dropout_masks: torch`` keeps torch's own masks, the exact path of the runs before them.
+
+def fast_masks(params: TransformerParams, device: torch.device) -> bool:
+    """Whether the model trains with the fast masks: ``fast``, or ``auto`` on a CPU. On CUDA
+    torch's own masks are one kernel and the fast ones cost more: 1.28x (BERT4Rec) and 1.44x
+    (SASRec) an epoch on an H200 (benchmarks/bench_train.py)."""
+    return params.dropout_masks == "fast" or (params.dropout_masks == "auto" and device.type == "cpu")
+
 
 # The name under which Hugging Face models find attention whose dropout takes the fast masks.
 HF_ATTENTION = "genrec_fast_dropout"

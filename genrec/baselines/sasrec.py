@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrec import training
-from genrec.baselines.common import (TransformerParams, fast_dropout, fit_then_recommend, fit_transformer,
-                                     trim_left, use_fast_dropout)
+from genrec.baselines.common import (TransformerParams, fast_dropout, fast_masks, fit_then_recommend,
+                                     fit_transformer, trim_left, use_fast_dropout)
 from genrec.distributed import SINGLE, Group
 from genrec.ranking import PADDING
 from genrec.training import Data, EpochResult, TrainResult
@@ -69,14 +69,14 @@ class Block(nn.Module):
 
 
 class SASRec(nn.Module):
-    def __init__(self, num_items: int, params: Params):
+    def __init__(self, num_items: int, params: Params, fast_masks: bool = False):
         super().__init__()
         self.max_len = params.max_len
         self.items = nn.Embedding(num_items + 1, params.hidden, padding_idx=PADDING)
         self.positions = nn.Embedding(params.max_len, params.hidden)
         self.drop = nn.Dropout(params.dropout)
-        fast = params.dropout_masks == "fast"
-        self.blocks = nn.ModuleList(Block(params.hidden, params.heads, params.dropout, fast) for _ in range(params.layers))
+        self.blocks = nn.ModuleList(Block(params.hidden, params.heads, params.dropout, fast_masks)
+                                    for _ in range(params.layers))
         self.ln = nn.LayerNorm(params.hidden)
         for name, weight in self.named_parameters():  # GPT-2's initialisation
             if weight.dim() == 2:
@@ -85,7 +85,7 @@ class SASRec(nn.Module):
                 nn.init.zeros_(weight)
         with torch.no_grad():
             self.items.weight[PADDING].zero_()
-        if fast:
+        if fast_masks:
             use_fast_dropout(self)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
@@ -125,6 +125,38 @@ class NextItemLoss(nn.Module):
         return F.cross_entropy(logits, labels[real] - 1, reduction="sum")
 
 
+class StaticNextItemLoss(nn.Module):
+    """NextItemLoss for the graphs step (``sasrec.step``): full-width batches of one shape,
+    every position projected, the positions without a label ignored. The same loss up to rounding."""
+
+    def __init__(self, model: SASRec):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        real = (inputs != PADDING) & (labels != PADDING)
+        logits = self.model.item_logits(self.model(inputs))[..., 1:]  # (B, L, num_items): labels are items 1..
+        targets = torch.where(real, labels - 1, -1)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1, reduction="sum")
+
+
+def static_train_epoch(objective: nn.Module, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
+                       generator: torch.Generator, device: torch.device, group: Group = SINGLE) -> dict[str, float]:
+    """``train_epoch`` for the graphs step: every batch (batch_size, max_len + 1), none trimmed,
+    through the compiled ``objective`` (a ``StaticNextItemLoss``); one process."""
+    step = training.compiled(objective, device)
+    objective.train()
+    total_loss, total_tokens = torch.zeros((), device=device), 0
+    for batch in training.static_batches(data, params.batch_size, generator):
+        tokens = int(((batch[:, :-1] != PADDING) & (batch[:, 1:] != PADDING)).sum())  # on the CPU: no sync
+        batch = batch.to(device, non_blocking=True)
+        loss = step(batch[:, :-1], batch[:, 1:])
+        training.optimizer_step(optimizer, loss, max(tokens, 1))
+        total_loss += loss.detach()  # before the next replay writes over the graph's output
+        total_tokens += tokens
+    return {"loss": float(total_loss) / max(total_tokens, 1)}
+
+
 def train_epoch(objective: nn.Module, data: torch.Tensor, params: Params, optimizer: torch.optim.Optimizer,
                 generator: torch.Generator, device: torch.device, group: Group = SINGLE) -> dict[str, float]:
     """One pass over this process's share of ``data`` ((users, max_len + 1) left-padded last
@@ -162,8 +194,10 @@ def fit(data: Data, params: Params, device: torch.device,
         group: Group = SINGLE) -> tuple[SASRec, TrainResult]:
     """Train with early stopping; return the model with the best epoch's weights, and the history.
     Each user's last max_len + 1 items: inputs are [:, :-1], labels [:, 1:]."""
-    return fit_transformer(lambda: SASRec(data.num_items, params), NextItemLoss, train_epoch, scorer, data, params,
-                           device, on_epoch, group, width=params.max_len + 1)
+    static = training.graphs_step(params, device)
+    return fit_transformer(lambda: SASRec(data.num_items, params, fast_masks(params, device)),
+                           StaticNextItemLoss if static else NextItemLoss, static_train_epoch if static else train_epoch,
+                           scorer, data, params, device, on_epoch, group, width=params.max_len + 1)
 
 
 fit_recommend = fit_then_recommend(fit, scorer)
