@@ -1,31 +1,43 @@
-"""Training steps side by side: today's against faster candidates, and a naive loop.
+"""Training steps side by side: today's against faster candidates, on a CPU or a GPU.
 
-    python benchmarks/bench_train.py [--variants today masks compiled one-thread naive]
-                                     [--models gpt2 sasrec bert4rec] [--large-scale 0.05]
-                                     [--large-batches 60] [--split data/split]
+    python benchmarks/bench_train.py [--variants today exact fast-masks graphs compiled chunked-ce liger
+                                                one-thread naive]
+                                     [--models gpt2 sasrec bert4rec] [--device auto]
+                                     [--small | --no-small] [--large-scale 0.05] [--large-batches 60]
+                                     [--large-val-users 0] [--large-cache FILE.npz] [--split data/split]
                                      [--params params.yaml] [--json rows.json]
 
-Each row runs in a fresh process on the pipeline's own split (data/split, ml-100k by
-default) with params.yaml's settings (``--split`` and ``--params`` name others; ``--json``
-also writes the rows, unrounded):
+Each row runs in a fresh process with params.yaml's settings (``--params`` names others;
+``--json`` also writes the rows, unrounded). A variant runs on the models it applies to:
 
-- today: the stage's training loop as it is (genrec.training.fit and the model's epoch).
-- masks: dropout masks drawn from 16-bit random integers (four per int64 draw) instead of
-  torch's CPU ``bernoulli_``, which draws them one at a time on one thread; attention runs
-  eagerly (Hugging Face's and SASRec's) so that its dropout takes the same masks. Other
-  masks: other models.
-- compiled: ``torch.compile(dynamic=True)`` of the training loss module; the first epoch
-  includes compiling.
-- one-thread: ``torch.set_num_threads(1)``.
-- naive (GPT-2 only): every position padded to the window and projected onto the catalogue,
-  as a direct port of the paper's loop does.
+- today: the stage's training as params.yaml sets it (``step`` and ``dropout_masks`` auto:
+  on a CPU the exact step and, for SASRec and BERT4Rec, the fast masks; on CUDA the graphs
+  step and torch's masks).
+- exact: ``step: exact``, ``dropout_masks: torch``: the exact path of the runs before either.
+- fast-masks: ``step: exact``, ``dropout_masks: fast`` (genrec/baselines/common.py: masks four
+  to a 64-bit draw; for GPT-2, which has no such key, every dropout and Hugging Face
+  attention's take them).
+- graphs: ``step: graphs`` (every batch one shape, compiled; on CUDA replayed as a CUDA
+  graph), masks as params.yaml sets them.
+- compiled: the exact step with ``torch.compile(dynamic=True)`` of the training loss module;
+  the first epoch includes compiling.
+- chunked-ce (GPT-2): the exact step with the catalogue projection and the cross-entropy
+  fused, 4,096 labels at a time, gradients computed in the forward (``LinearCrossEntropy``):
+  the (labels x catalogue) logits are never held whole.
+- liger (GPT-2, CUDA): the same fusion by Liger Kernel's ``LigerFusedLinearCrossEntropyLoss``
+  (Triton), when the package is installed.
+- one-thread (CPU): today's with ``torch.set_num_threads(1)``.
+- naive (GPT-2): every position padded to the window and projected onto the catalogue, as
+  a direct port of the paper's loop does (ml-100k only).
 
-On ml-100k each variant trains with early stopping, as the stage does, and the row gives the
-epochs, the best validation NDCG@10, the median seconds of an epoch after the first (training
-only), sequences per second and the process's peak resident memory. With ``--large-scale``
-a synthetic set of ML-20M's shape at that scale (``bench_data.generate``) adds one row per
-variant: ``--large-batches`` training batches of GPT-2, their sequences per second and peak
-memory (its validation NDCG would take a GPU's hours).
+On ``--split`` (ml-100k's data/split by default; ``--no-small`` skips it) each variant trains
+with early stopping, as the stage does: epochs, the best validation NDCG@10, the median
+seconds of an epoch after the first (training only), sequences per second, peak resident
+memory and, on CUDA, peak GPU memory. With ``--large-scale`` a synthetic set of ML-20M's
+shape at that scale (``bench_data.generate``, built once) adds one row per model and
+variant: ``--large-batches`` training batches after three warm-up ones (compiling and
+recording graphs), their sequences per second, the epoch this rate gives, peak memory, and
+with ``--large-val-users`` the seconds of one validation of that many users.
 """
 
 from __future__ import annotations
@@ -33,9 +45,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -47,61 +62,93 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-VARIANTS = ("today", "masks", "compiled", "one-thread", "naive")
+from genrec.distributed import SINGLE, Group  # noqa: E402
+from genrec.ranking import PADDING  # noqa: E402
+
+VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "one-thread", "naive")
 MODELS = ("gpt2", "sasrec", "bert4rec")
+ONLY = {"naive": {"gpt2"}, "chunked-ce": {"gpt2"}, "liger": {"gpt2"}}
+CUDA_ONLY = {"liger"}
 
 
-class MaskDropout(nn.Module):
-    """Dropout whose keep-mask comes from 16-bit random integers: four per int64 draw of
-    torch's generator, compared with p's share of the 16-bit range (p to within 2**-16)."""
+class LinearCrossEntropy(torch.autograd.Function):
+    """The summed cross-entropy of ``hidden @ weight.T`` against ``labels``, ``chunk`` rows at a
+    time: each chunk's logits are made, turned into the loss and both gradients, and freed, so
+    the (rows, catalogue) logits are never held whole. The gradients are computed in the
+    forward and scaled in the backward (the loss is a sum, so they are linear in its grad)."""
 
-    def __init__(self, p: float):
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int) -> torch.Tensor:
+        exact = torch.promote_types(hidden.dtype, torch.float32)  # bf16 activations: float32 sums
+        loss = torch.zeros((), dtype=exact, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(weight, dtype=exact)
+        for start in range(0, len(hidden), chunk):
+            h, y = hidden[start:start + chunk], labels[start:start + chunk]
+            logits = (h @ weight.T).to(exact)
+            log_norm = logits.logsumexp(-1, keepdim=True)
+            loss += (log_norm[:, 0] - logits.gather(1, y[:, None])[:, 0]).sum()
+            grad = logits.sub_(log_norm).exp_()  # softmax, in the logits' memory
+            grad[torch.arange(len(y), device=y.device), y] -= 1
+            grad_hidden[start:start + chunk] = (grad @ weight.to(exact)).to(hidden.dtype)
+            grad_weight.addmm_(grad.T, h.to(exact))
+        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return grad_hidden * grad_loss, grad_weight * grad_loss, None, None
+
+
+class ChunkedNextItemLoss(nn.Module):
+    """GPT-2's NextItemLoss with the projection and cross-entropy fused (``LinearCrossEntropy``)."""
+
+    def __init__(self, model: nn.Module, chunk: int = 4096):
         super().__init__()
-        self.p = p
-        self.threshold = -(2**15) + round(p * 2**16)
+        self.model, self.chunk = model, chunk
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        n = x.numel()
-        words = torch.randint(-(2**63), 2**63 - 1, (-(-n // 4),), dtype=torch.int64, device=x.device)
-        keep = words.view(torch.int16)[:n].view(x.shape) >= self.threshold
-        return x * keep * (1.0 / (1.0 - self.p))
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.transformer(input_ids=inputs, attention_mask=(inputs != PADDING).long()).last_hidden_state
+        real = labels != PADDING
+        return LinearCrossEntropy.apply(hidden[real], self.model.lm_head.weight, labels[real], self.chunk)
 
 
-def eager_sasrec_attention(attention: nn.Module) -> None:
-    """SASRec's attention computed eagerly, its dropout a MaskDropout on the attention weights
-    (scaled_dot_product_attention draws its own masks, with bernoulli_, from ``dropout_p``)."""
-    attention.attention_dropout = MaskDropout(attention.dropout).train(attention.training)
+class LigerNextItemLoss(nn.Module):
+    """GPT-2's NextItemLoss with Liger Kernel's fused linear + cross-entropy."""
 
-    def forward(x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        batch, length, hidden = x.shape
-        q, k, v = attention.qkv(x).split(hidden, dim=2)
-        q, k, v = (t.view(batch, length, attention.heads, -1).transpose(1, 2) for t in (q, k, v))
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        weights = scores.masked_fill(~allowed[:, None], float("-inf")).softmax(-1)  # the diagonal is always allowed
-        y = attention.attention_dropout(weights) @ v
-        return attention.proj(y.transpose(1, 2).reshape(batch, length, hidden))
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+        self.model, self.loss = model, LigerFusedLinearCrossEntropyLoss(reduction="sum")
 
-    attention.forward = forward
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.transformer(input_ids=inputs, attention_mask=(inputs != PADDING).long()).last_hidden_state
+        real = labels != PADDING
+        return self.loss(self.model.lm_head.weight, hidden[real], labels[real])
 
 
-def with_mask_dropout(model: nn.Module) -> nn.Module:
-    """Every nn.Dropout of ``model`` replaced by MaskDropout, and attention dropout too: Hugging
-    Face attention runs eagerly (its dropout is then a module), SASRec's through
-    eager_sasrec_attention."""
-    from genrec.baselines.sasrec import CausalSelfAttention
-    if isinstance(model, CausalSelfAttention):
-        eager_sasrec_attention(model)
-    for name, child in model.named_children():
-        if isinstance(child, nn.Dropout):
-            setattr(model, name, MaskDropout(child.p).train(child.training))
-        else:
-            with_mask_dropout(child)
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "_attn_implementation"):
-        config._attn_implementation = "eager"
-    return model
+def gpt2_objective(model: nn.Module, variant: str) -> nn.Module:
+    """The exact step's objective for ``variant`` (today's NextItemLoss, compiled or fused)."""
+    from genrec import model as gpt2
+    if variant == "chunked-ce":
+        return ChunkedNextItemLoss(model)
+    if variant == "liger":
+        return LigerNextItemLoss(model)
+    objective = gpt2.NextItemLoss(model)
+    return torch.compile(objective, dynamic=True) if variant == "compiled" else objective
+
+
+def with_variant(section, variant: str):
+    """A ``train``, ``sasrec`` or ``bert4rec`` section as ``variant`` trains it."""
+    update = {} if variant in ("today", "one-thread") else {"step": "graphs" if variant == "graphs" else "exact"}
+    if hasattr(section, "dropout_masks") and variant in ("exact", "fast-masks", "compiled"):
+        update["dropout_masks"] = "fast" if variant == "fast-masks" else "torch"
+    return section.model_copy(update=update)
+
+
+def peak_gpu_gb(device: torch.device) -> float:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
 
 
 def peak_rss_gb() -> float:
@@ -109,13 +156,20 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-def small(model_name: str, variant: str, split: str, params_file: str) -> dict:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def small(model_name: str, variant: str, split: str, params_file: str, device_name: str) -> dict:
     """One variant's training with early stopping on the pipeline's split."""
     from genrec import params as genrec_params
     from genrec import training
+    from genrec.baselines.common import use_fast_dropout
     from genrec.sequences import Split
     from genrec.training import Data
 
+    device = torch.device(device_name)
     config = genrec_params.load(Path(params_file))
     data = Data.from_split(Split.load(split))
     epochs, rows = [], 0
@@ -124,14 +178,18 @@ def small(model_name: str, variant: str, split: str, params_file: str) -> dict:
     def timed_fit(model, matrix, train_epoch, *args, objective=None, **kwargs):
         nonlocal rows
         rows = len(matrix)
-        if variant == "masks":
-            with_mask_dropout(model)
-        if variant == "compiled" and objective is not None:
+        if model_name == "gpt2" and variant in ("fast-masks", "compiled", "chunked-ce", "liger"):
+            if variant == "fast-masks":
+                use_fast_dropout(model)
+            objective = gpt2_objective(model, variant)
+        elif variant == "compiled":
             objective = torch.compile(objective, dynamic=True)
 
         def epoch(*epoch_args):
+            synchronize(device)
             start = time.perf_counter()
             out = train_epoch(*epoch_args)
+            synchronize(device)
             epochs.append(time.perf_counter() - start)
             return out
         return original_fit(model, matrix, epoch, *args, objective=objective, **kwargs)
@@ -140,158 +198,261 @@ def small(model_name: str, variant: str, split: str, params_file: str) -> dict:
     if model_name == "gpt2":
         from genrec import model as gpt2
         model_params = genrec_params.section(config, "model", gpt2.ModelParams)
-        train_params = genrec_params.section(config, "train", training.TrainParams)
-        _, result = gpt2.fit(data, model_params, train_params, torch.device("cpu"))
+        train_params = with_variant(genrec_params.section(config, "train", training.TrainParams), variant)
+        _, result = gpt2.fit(data, model_params, train_params, device)
     else:
         import importlib
         baseline = importlib.import_module(f"genrec.baselines.{model_name}")
-        from genrec.distributed import SINGLE
-        section = genrec_params.section(config, model_name, baseline.Params).model_copy(update={"device": "cpu"})
-        _, result = baseline.fit(data, section, torch.device("cpu"), lambda epoch: None, SINGLE)
+        section = with_variant(genrec_params.section(config, model_name, baseline.Params), variant)
+        _, result = baseline.fit(data, section.model_copy(update={"device": device.type}), device,
+                                 lambda epoch: None, SINGLE)
     steady = float(np.median(epochs[1:] if len(epochs) > 1 else epochs))
     return {"epochs": len(result.history), "best_epoch": result.best.epoch, "ndcg": result.best.ndcg,
-            "first": epochs[0], "epoch": steady, "rate": rows / steady, "peak_gb": peak_rss_gb()}
+            "first": epochs[0], "epoch": steady, "rate": rows / steady, "peak_gb": peak_rss_gb(),
+            "peak_gpu_gb": peak_gpu_gb(device)}
 
 
-def naive_small(split: str, params_file: str) -> dict:
+def naive_small(split: str, params_file: str, device_name: str) -> dict:
     """The paper-style loop on the split for a fixed 5 epochs: its time per epoch (it has no
     early stopping of its own here, so no NDCG is given)."""
     from genrec import params as genrec_params
     from genrec.model import ModelParams, build, training_matrix
-    from genrec.ranking import PADDING
     from genrec.sequences import Split
     from genrec.training import TrainParams
 
+    device = torch.device(device_name)
     config = genrec_params.load(Path(params_file))
     model_params = genrec_params.section(config, "model", ModelParams)
     params = genrec_params.section(config, "train", TrainParams)
     split_data = Split.load(split)
     torch.manual_seed(params.seed)
-    model = build(split_data.num_items, model_params)
+    model = build(split_data.num_items, model_params).to(device)
     data = training_matrix(split_data.sequences, model.config.n_positions)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     generator = torch.Generator().manual_seed(params.seed)
     epochs = []
     for _ in range(5):
+        synchronize(device)
         start = time.perf_counter()
         model.train()
         for batch in data[torch.randperm(len(data), generator=generator)].split(params.batch_size):
+            batch = batch.to(device)
             inputs, labels = batch[:, :-1], batch[:, 1:]
             logits = model(input_ids=inputs, attention_mask=(inputs != PADDING).long()).logits
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=PADDING)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        synchronize(device)
         epochs.append(time.perf_counter() - start)
     steady = float(np.median(epochs[1:]))
     return {"epochs": 5, "best_epoch": None, "ndcg": math.nan, "first": epochs[0], "epoch": steady,
-            "rate": len(data) / steady, "peak_gb": peak_rss_gb()}
+            "rate": len(data) / steady, "peak_gb": peak_rss_gb(), "peak_gpu_gb": peak_gpu_gb(device)}
 
 
-def large(variant: str, scale: float, batches: int, params_file: str) -> dict:
-    """``batches`` GPT-2 training batches on the synthetic ML-20M-shaped set at ``scale``."""
+def build_large(scale: float, path: Path) -> None:
+    """The synthetic ML-20M-shaped set at ``scale``, preprocessed as the pipeline does, saved
+    as user sequences (built once; every row's process loads it)."""
+    import pandas as pd
     from bench_data import generate
 
-    from genrec import model as gpt2
-    from genrec import params as genrec_params
     from genrec import preprocess as prep
-    from genrec import training
     from genrec.sequences import UserSequences
 
     users = max(100, round(138_000 * scale))
     raw = generate(round(20_000_000 * scale), users, 19_220, 0)
-    import pandas as pd
     prepared = prep.preprocess(pd.DataFrame(raw), prep.PreprocessParams(min_item_users=5, min_user_items=20,
                                                                         duplicates="keep"))
-    frame = prepared.interactions
-    sequences = UserSequences.from_frame(frame, len(prepared.users))
-    num_items = len(prepared.items)
+    sequences = UserSequences.from_frame(prepared.interactions, len(prepared.users))
+    np.savez(path, indptr=sequences.indptr, items=sequences.items, num_items=len(prepared.items))
+
+
+def large(model_name: str, variant: str, data_file: str, batches: int, val_users: int, params_file: str,
+          device_name: str) -> dict:
+    """``batches`` training batches of ``model_name`` on the synthetic set, after three warm-up
+    ones; and one validation of ``val_users`` users when asked."""
+    import importlib
+
+    from genrec import params as genrec_params
+    from genrec import training
+    from genrec.baselines.common import use_fast_dropout
+    from genrec.sequences import UserSequences
+
+    device = torch.device(device_name)
+    arrays = np.load(data_file)
+    sequences = UserSequences(indptr=arrays["indptr"], items=arrays["items"])
+    num_items = int(arrays["num_items"])
     config = genrec_params.load(Path(params_file))
-    model_params = genrec_params.section(config, "model", gpt2.ModelParams)
-    params = genrec_params.section(config, "train", training.TrainParams)
     torch.manual_seed(0)
-    model = gpt2.build(num_items, model_params)
-    if variant == "masks":
-        with_mask_dropout(model)
-    objective = gpt2.NextItemLoss(model)
-    if variant == "compiled":
-        objective = torch.compile(objective, dynamic=True)
-    matrix = gpt2.training_matrix(sequences, model.config.n_positions)
-    rows = torch.randperm(len(matrix), generator=torch.Generator().manual_seed(0))[:batches * params.batch_size]
-    part = matrix[rows]
+    if model_name == "gpt2":
+        from genrec import model as module
+        model = module.build(num_items, genrec_params.section(config, "model", module.ModelParams))
+        params = with_variant(genrec_params.section(config, "train", training.TrainParams), variant)
+        matrix = module.training_matrix(sequences, model.config.n_positions)
+        static = training.graphs_step(params, device)
+        if variant == "fast-masks":
+            use_fast_dropout(model)
+        objective = module.StaticNextItemLoss(model) if static else gpt2_objective(model, variant)
+        train_epoch = module.static_train_epoch if static else module.train_epoch
+    else:
+        from genrec.baselines.common import fast_masks
+        module = importlib.import_module(f"genrec.baselines.{model_name}")
+        params = with_variant(genrec_params.section(config, model_name, module.Params), variant)
+        static, fast = training.graphs_step(params, device), fast_masks(params, device)
+        if model_name == "sasrec":
+            model, width = module.SASRec(num_items, params, fast), params.max_len + 1
+            objective = (module.StaticNextItemLoss if static else module.NextItemLoss)(model)
+        else:
+            model, width = module.build(num_items, params, fast), params.max_len
+            objective = (module.StaticMaskedItemLoss if static else module.MaskedItemLoss)(model)
+        if variant == "compiled":
+            objective = torch.compile(objective, dynamic=True)
+        matrix = torch.from_numpy(sequences.last_items(training.training_users(sequences), width, side="left"))
+        train_epoch = module.static_train_epoch if static else module.train_epoch
+    model.to(device)
+    warm_batches = 3  # compiling, recording a CUDA graph, first-touch costs: out of the timing
+    rows = torch.randperm(len(matrix), generator=torch.Generator().manual_seed(0))
+    part = matrix[rows[:(warm_batches + batches) * params.batch_size]]
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    warm = part[:params.batch_size * 2]  # compiling and first-touch costs out of the timing
-    gpt2.train_epoch(objective, warm, params, optimizer, torch.Generator().manual_seed(0), torch.device("cpu"))
+    train_epoch(objective, part[:warm_batches * params.batch_size], params, optimizer,
+                torch.Generator().manual_seed(0), device)
+    timed = part[warm_batches * params.batch_size:]
+    synchronize(device)
     start = time.perf_counter()
-    gpt2.train_epoch(objective, part, params, optimizer, torch.Generator().manual_seed(1), torch.device("cpu"))
+    train_epoch(objective, timed, params, optimizer, torch.Generator().manual_seed(1), device)
+    synchronize(device)
     seconds = time.perf_counter() - start
-    return {"items": num_items, "rate": len(part) / seconds, "peak_gb": peak_rss_gb(),
-            "epoch_estimate": len(matrix) / (len(part) / seconds)}
+    validation = math.nan
+    if val_users:
+        users = np.arange(min(val_users, sequences.num_users))
+        data = training.Data(sequences, num_items, users, np.ones(len(users), dtype=np.int64))
+        score = module.scorer(model, data, device)
+        training.recommend(score, sequences, users[:training.BATCH_USERS], training.VALIDATION_K)  # warm
+        synchronize(device)
+        start = time.perf_counter()
+        training.recommend(score, sequences, users, training.VALIDATION_K)
+        synchronize(device)
+        validation = time.perf_counter() - start
+    rate = len(timed) / seconds
+    return {"items": num_items, "rows": len(matrix), "rate": rate, "epoch_estimate": len(matrix) / rate,
+            "validation": validation, "peak_gb": peak_rss_gb(), "peak_gpu_gb": peak_gpu_gb(device)}
 
 
 def child(task: dict) -> dict:
     if task["variant"] == "one-thread":
         torch.set_num_threads(1)
     if task["kind"] == "large":
-        return large(task["variant"], task["scale"], task["batches"], task["params"])
+        return large(task["model"], task["variant"], task["data"], task["batches"], task["val_users"],
+                     task["params"], task["device"])
     if task["variant"] == "naive":
-        return naive_small(task["split"], task["params"])
-    return small(task["model"], task["variant"], task["split"], task["params"])
+        return naive_small(task["split"], task["params"], task["device"])
+    return small(task["model"], task["variant"], task["split"], task["params"], task["device"])
 
 
-def fresh(task: dict) -> dict:
+def fresh(task: dict) -> dict | None:
+    """The row from a fresh process; None, with the error's last lines printed, when it failed
+    (one failed variant leaves the others their rows)."""
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(task)], capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"{task} failed:\n{out.stderr[-3000:]}")
+        tail = "\n    ".join(out.stderr.strip().splitlines()[-6:])
+        print(f"  {task['model']} {task['variant']}: failed (exit {out.returncode}):\n    {tail}", flush=True)
+        return None
+    # What torch.compile says about a step it could not capture whole is part of the result.
+    notes = [line for line in out.stderr.splitlines() if re.search(r"cudagraph|graph break|recompil", line, re.I)]
+    for line in notes[:3]:
+        print(f"  {task['model']} {task['variant']}: {line.strip()[:200]}", flush=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def applies(model: str, variant: str, device: torch.device) -> bool:
+    if model not in ONLY.get(variant, {model}) or (variant in CUDA_ONLY and device.type != "cuda"):
+        return False
+    if variant == "one-thread" and device.type == "cuda":  # the CPU's threads: nothing to measure on a GPU
+        return False
+    if variant == "liger":
+        import importlib.util
+        if importlib.util.find_spec("liger_kernel") is None:
+            print("  liger: liger_kernel is not installed, skipped", flush=True)
+            return False
+    return True
+
+
+def figure(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--split", default="data/split")
+    parser.add_argument("--small", action=argparse.BooleanOptionalAction, default=True,
+                        help="train on --split with early stopping (default); --no-small: the large rows only")
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
     parser.add_argument("--json", help="also write every row here")
     parser.add_argument("--large-scale", type=float, help="also a synthetic ML-20M-shaped set at this scale")
     parser.add_argument("--large-batches", type=int, default=60)
+    parser.add_argument("--large-val-users", type=int, default=0, help="also time one validation of this many users")
+    parser.add_argument("--large-cache", help="keep the synthetic set in this .npz file (built when missing)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
     import platform
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or 'CPU'}; "
-          f"split {args.split}")
-    print(f"{'model':<9}{'variant':<11}{'epochs':>7}{'best':>6}{'val NDCG@10':>13}{'1st epoch s':>12}"
-          f"{'epoch s':>9}{'seq/s':>8}{'speed-up':>9}{'peak GB':>9}")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "CPU")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}")
     rows = []
-    for model in args.models:
-        base = None
-        for variant in args.variants:
-            if variant == "naive" and model != "gpt2":
-                continue
-            r = fresh({"kind": "small", "model": model, "variant": variant, "split": args.split,
-                       "params": args.params})
-            rows.append({"model": model, "variant": variant, **r})
-            base = base or r["epoch"]
-            best = "—" if r["best_epoch"] is None else str(r["best_epoch"])
-            ndcg = "—" if math.isnan(r["ndcg"]) else f"{r['ndcg']:.4f}"
-            print(f"{model:<9}{variant:<11}{r['epochs']:>7}{best:>6}{ndcg:>13}{r['first']:>12.2f}{r['epoch']:>9.2f}"
-                  f"{r['rate']:>8.0f}{base / r['epoch']:>8.2f}x{r['peak_gb']:>9.2f}", flush=True)
+    if args.small:
+        print(f"\nEarly stopping on {args.split}")
+        print(f"{'model':<9}{'variant':<12}{'epochs':>7}{'best':>6}{'val NDCG@10':>13}{'1st epoch s':>12}"
+              f"{'epoch s':>9}{'seq/s':>8}{'speed-up':>9}{'peak GB':>9}{'GPU GB':>8}")
+        for model in args.models:
+            base = None
+            for variant in args.variants:
+                if not applies(model, variant, device):
+                    continue
+                r = fresh({"kind": "small", "model": model, "variant": variant, "split": args.split,
+                           "params": args.params, "device": device.type})
+                if r is None:
+                    continue
+                rows.append({"model": model, "variant": variant, "device": device.type, **r})
+                base = base or r["epoch"]
+                best = "—" if r["best_epoch"] is None else str(r["best_epoch"])
+                ndcg = "—" if math.isnan(r["ndcg"]) else f"{r['ndcg']:.4f}"
+                print(f"{model:<9}{variant:<12}{r['epochs']:>7}{best:>6}{ndcg:>13}{r['first']:>12.2f}"
+                      f"{r['epoch']:>9.2f}{r['rate']:>8.0f}{base / r['epoch']:>8.2f}x{r['peak_gb']:>9.2f}"
+                      f"{figure(r['peak_gpu_gb']):>8}", flush=True)
     if args.large_scale:
-        print(f"\nGPT-2 on the ML-20M-shaped set at scale {args.large_scale:g}, {args.large_batches} batches")
-        print(f"{'variant':<11}{'items':>7}{'seq/s':>8}{'speed-up':>9}{'peak GB':>9}{'epoch estimate':>16}")
-        base = None
-        for variant in args.variants:
-            if variant == "naive":
-                continue
-            r = fresh({"kind": "large", "variant": variant, "scale": args.large_scale, "batches": args.large_batches,
-                       "params": args.params})
-            rows.append({"model": "gpt2", "variant": variant, "scale": args.large_scale, **r})
-            base = base or r["rate"]
-            print(f"{variant:<11}{r['items']:>7}{r['rate']:>8.0f}{r['rate'] / base:>8.2f}x{r['peak_gb']:>9.2f}"
-                  f"{r['epoch_estimate'] / 60:>13.1f} min", flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            data_file = args.large_cache or str(Path(folder) / "large.npz")
+            start = time.perf_counter()
+            if not Path(data_file).exists():
+                build_large(args.large_scale, Path(data_file))
+            print(f"\nThe ML-20M-shaped set at scale {args.large_scale:g} (ready in {time.perf_counter() - start:.0f} s), "
+                  f"{args.large_batches} batches after 3 warm-up ones"
+                  + (f"; validation of {args.large_val_users:,} users" if args.large_val_users else ""))
+            print(f"{'model':<9}{'variant':<12}{'items':>7}{'seq/s':>9}{'speed-up':>9}{'epoch s':>9}"
+                  f"{'valid. s':>9}{'peak GB':>9}{'GPU GB':>8}")
+            for model in args.models:
+                base = None
+                for variant in args.variants:
+                    if variant == "naive" or not applies(model, variant, device):
+                        continue
+                    r = fresh({"kind": "large", "model": model, "variant": variant, "data": data_file,
+                               "batches": args.large_batches, "val_users": args.large_val_users,
+                               "params": args.params, "device": device.type})
+                    if r is None:
+                        continue
+                    rows.append({"model": model, "variant": variant, "device": device.type,
+                                 "scale": args.large_scale, **r})
+                    base = base or r["rate"]
+                    print(f"{model:<9}{variant:<12}{r['items']:>7}{r['rate']:>9.0f}{r['rate'] / base:>8.2f}x"
+                          f"{r['epoch_estimate']:>9.1f}{figure(r['validation']):>9}{r['peak_gb']:>9.2f}"
+                          f"{figure(r['peak_gpu_gb']):>8}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
