@@ -50,7 +50,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from genrec.distributed import SINGLE, Group  # noqa: E402
+from genrec.distributed import SINGLE  # noqa: E402
 from genrec.ranking import PADDING  # noqa: E402
 
 VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "one-thread", "naive")
