@@ -15,7 +15,9 @@ PADDING = 0  # item id 0 pads sequences and is never recommended
 def check_scores(scores: torch.Tensor) -> torch.Tensor:
     """``scores`` if no score is NaN or +inf (-inf marks banned items): weights that blew up
     in training must not rank items silently."""
-    if torch.isnan(scores).any() or torch.isposinf(scores).any():
+    # One pass over the scores (this runs on every batch of every ranking): the maximum is NaN
+    # when any score is NaN, and +inf when any is +inf.
+    if scores.numel() and not bool(scores.max() < torch.inf):
         raise FloatingPointError("the model's scores hold NaN or inf: its weights have overflowed")
     return scores
 
@@ -33,18 +35,22 @@ def top_k_stable(scores: torch.Tensor, k: int) -> torch.Tensor:
     may take any. So the k it finds are put in (score, index) order, and a row where more items
     share the k-th score than there are places left takes the lowest-indexed of them. The result
     has a (rows, k) storage of its own: nothing as large as the scores outlives the call. On the
-    CPU at 18,346 items a full stable sort is about 30x slower for model scores, and 4-6x where
+    CPU at 18,346 items a full stable sort is about 38x slower for model scores, and 4-11x where
     most items tie, as in popularity or RRA (benchmarks/bench_ranking.py).
     """
     k = min(k, scores.shape[-1])
-    values, index = torch.topk(scores, k, dim=-1)
+    # One more than k: the (k+1)-th score equals the k-th exactly when more items than k share
+    # it, which spares a count over the whole row.
+    values, index = torch.topk(scores, min(k + 1, scores.shape[-1]), dim=-1)
+    following = values[..., k:]  # (rows, 1), or (rows, 0) when k is the whole row
+    values, index = values[..., :k], index[..., :k]
     # (score descending, index ascending) among the k: a stable sort by index, then by score.
     order = index.argsort(dim=-1, stable=True)
     values, index = values.gather(-1, order), index.gather(-1, order)
     order = values.argsort(dim=-1, descending=True, stable=True)
     values, index = values.gather(-1, order), index.gather(-1, order)
     kth = values[..., -1:]
-    tied = (scores >= kth).sum(dim=-1, dtype=torch.int32) > k  # more items at the k-th score than places
+    tied = (following == kth).any(dim=-1)  # more items at the k-th score than places
     if tied.any():
         rows = tied.nonzero().squeeze(-1)
         above = (values[rows] > kth[rows]).sum(dim=-1, keepdim=True)  # the places before the ties

@@ -32,6 +32,23 @@ def test_nan_or_inf_scores_are_refused(bad):
         ranking.rank_unseen(scores, torch.zeros(1, 3, dtype=torch.bool), 1)
 
 
+def test_only_nan_and_plus_inf_are_refused():
+    """-inf marks banned items, so a row of them (a user who has seen everything) ranks; a NaN
+    or +inf anywhere among them does not, whichever comes first."""
+    banned = torch.full((2, 4), -torch.inf)
+    assert ranking.check_scores(banned) is banned
+    assert ranking.check_scores(torch.empty(0, 4)).shape == (0, 4)
+    for bad in (torch.nan, torch.inf):
+        for column in (0, 3):
+            scores = banned.clone()
+            scores[1, column] = bad
+            with pytest.raises(FloatingPointError):
+                ranking.check_scores(scores)
+    scores = torch.tensor([[torch.inf, -torch.inf, torch.nan]])
+    with pytest.raises(FloatingPointError):
+        ranking.check_scores(scores)
+
+
 def stable_sort_top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """The ranking the stages used before top_k_stable: a full stable descending sort."""
     return torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
