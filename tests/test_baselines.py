@@ -235,6 +235,19 @@ def test_bpr_learns_and_resumes():
     assert aucs[0] < aucs[-1] and aucs[-1] > 0.8, aucs
 
 
+def test_bpr_scores_are_the_factors_dot_products():
+    """torch's product (on ``bpr.device``) against numpy's: the same scores up to rounding, and
+    read when called, not when the scorer was made: training goes on between validations."""
+    model, _ = bpr.fit(DATA, defaults("bpr", factors=16, lr=0.05, max_epochs=10, eval_every=10, patience=10, seed=0))
+    users = np.arange(60)
+    score = bpr.scorer(model, DATA, CPU)
+    by_numpy = model.user_factors[users] @ model.item_factors.T
+    assert score(users).shape == (60, NUM_ITEMS + 1) and score(users).dtype == torch.float32
+    np.testing.assert_allclose(score(users).numpy(), by_numpy, rtol=1e-5, atol=1e-6)
+    model.user_factors = model.user_factors * 2
+    np.testing.assert_allclose(score(users).numpy(), 2 * by_numpy, rtol=1e-5, atol=1e-6)
+
+
 # --- SASRec --------------------------------------------------------------------------------------
 
 def tiny_sasrec(seed: int = 0) -> sasrec.SASRec:
