@@ -25,7 +25,9 @@ from bench_train import ChunkedNextItemLoss, LinearCrossEntropy  # noqa: E402
 TINY_TRANSFORMER = {"max_len": 16, "hidden": 16, "layers": 1, "heads": 2, "dropout": 0.1, "dropout_masks": "auto",
                     "lr": 0.01, "batch_size": 16, "max_epochs": 2, "patience": 2, "seed": 42, "device": "cpu",
                     "processes": 1, "step": "auto"}
-CPU_VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce")
+MODELS = ("gpt2", "sasrec", "bert4rec")
+EAGER_VARIANTS = ("today", "exact", "fast-masks", "chunked-ce")
+GPT2_ONLY = {("sasrec", "chunked-ce"), ("bert4rec", "chunked-ce")}
 
 
 def bench(tmp_path, *arguments):
@@ -35,7 +37,12 @@ def bench(tmp_path, *arguments):
                              "--params", str(tmp_path / "params.yaml"), "--json", str(rows_file), "--device", "cpu",
                              *arguments], capture_output=True, text=True, timeout=1200, env=env)
     assert result.returncode == 0 and "failed" not in result.stdout, result.stdout + result.stderr
-    return {(r["model"], r["variant"]): r for r in json.loads(rows_file.read_text())}
+    return json.loads(rows_file.read_text())
+
+
+def keyed(rows: list[dict], field: str) -> dict:
+    """The rows that have ``field`` (a split row: epochs; a synthetic-set row: epoch_estimate) by (model, variant)."""
+    return {(r["model"], r["variant"]): r for r in rows if field in r}
 
 
 @pytest.mark.slow  # one process per row, torch.compile among them
@@ -46,9 +53,14 @@ def test_every_variant_trains_and_today_is_the_stage(tmp_path):
     params["sasrec"] = TINY_TRANSFORMER
     params["bert4rec"] = {**TINY_TRANSFORMER, "mask_prob": 0.2}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    small = bench(tmp_path, "--variants", *CPU_VARIANTS)
-    assert sorted(small) == sorted([("gpt2", v) for v in CPU_VARIANTS]
-                                   + [(m, v) for m in ("sasrec", "bert4rec") for v in CPU_VARIANTS if v != "chunked-ce"])
+    large = ("--large-scale", "0.0008", "--large-batches", "2", "--large-val-users", "50")
+    # Each row is a process of its own (5 s to start): every model with the variants that compile
+    # nothing on the split and today's on the synthetic set; the compiled variants on GPT-2 alone.
+    eager = bench(tmp_path, "--variants", *EAGER_VARIANTS) + bench(tmp_path, "--no-small", "--variants", "today", *large)
+    compiled = bench(tmp_path, "--models", "gpt2", "--variants", "graphs", "compiled", *large)
+    small = keyed(eager + compiled, "epochs")
+    assert sorted(small) == sorted([(m, v) for m in MODELS for v in EAGER_VARIANTS if (m, v) not in GPT2_ONLY]
+                                   + [("gpt2", "graphs"), ("gpt2", "compiled")])
     for key, row in small.items():
         assert row["epoch"] > 0 and row["rate"] > 0 and row["peak_gb"] > 0, key
         assert 1 <= row["epochs"] <= 2 and 0 < row["ndcg"] <= 1, key
@@ -57,10 +69,9 @@ def test_every_variant_trains_and_today_is_the_stage(tmp_path):
     for model in ("sasrec", "bert4rec"):
         assert small[(model, "today")]["ndcg"] == small[(model, "fast-masks")]["ndcg"]
 
-    large = bench(tmp_path, "--no-small", "--variants", "today", "graphs", "--large-scale", "0.0008",
-                  "--large-batches", "2", "--large-val-users", "50")
-    assert sorted(large) == sorted((m, v) for m in ("gpt2", "sasrec", "bert4rec") for v in ("today", "graphs"))
-    for key, row in large.items():
+    synthetic = keyed(eager + compiled, "epoch_estimate")
+    assert sorted(synthetic) == sorted([(m, "today") for m in MODELS] + [("gpt2", "graphs"), ("gpt2", "compiled")])
+    for key, row in synthetic.items():
         assert row["rate"] > 0 and row["epoch_estimate"] > 0 and row["validation"] > 0 and row["items"] > 100, key
 
     stage = run_stage("train", cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
