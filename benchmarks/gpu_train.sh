@@ -6,7 +6,9 @@
 #      Liger Kernel's when installed);
 #   2. SASRec and BERT4Rec on the same set: today's (graphs, torch's masks) against the exact
 #      step and the fast dropout masks;
-#   3. today's and the exact step trained with early stopping on data/split (ml-100k).
+#   3. today's and the exact step trained with early stopping on data/split (ml-100k);
+#   4. the graphs step trained twice in one process on this GPU: the same losses and weights, bit
+#      for bit (tests/test_training.py, its CUDA case; pytest skips it where there is no GPU).
 # Needs data/split (from `dvc repro split`) and the repository's Python packages.
 #
 #     OUT=/tmp/gpu bash benchmarks/gpu_train.sh [SCALE] [BATCHES] [VAL_USERS]
@@ -38,3 +40,7 @@ timeout 150 $PYTHON benchmarks/bench_train.py --no-small --models sasrec bert4re
 echo "== 3. early stopping on data/split"
 timeout 200 $PYTHON benchmarks/bench_train.py --variants today exact \
     --json "$OUT/small.json" 2>&1 | tee "$OUT/small.txt"
+
+echo "== 4. the graphs step repeats on this GPU"
+timeout 120 $PYTHON -m pytest -q -p no:cacheprovider -rs tests/test_training.py -k "graphs_step_trains_and_repeats" \
+    2>&1 | tee "$OUT/repeat.txt"

@@ -313,12 +313,18 @@ def test_static_loss_is_the_exact_loss_and_gradient():
 
 
 @pytest.mark.slow  # torch.compile on the CPU
-def test_graphs_step_trains_on_the_cpu():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no GPU: on a lent one, the CUDA graphs repeat too"))])
+def test_graphs_step_trains_and_repeats(device):
     params = defaults("train", lr=1e-2, batch_size=16, max_epochs=3, patience=3, seed=0, step="graphs",
-                      device="cpu")
-    model, result = gm.fit(data(), TINY, params, CPU)
+                      device=device)
+    model, result = gm.fit(data(), TINY, params, torch.device(device))
     losses = [epoch.train["loss"] for epoch in result.history]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
-    exact, again = gm.fit(data(), TINY, params.model_copy(update={"step": "exact"}), CPU)
+    # Rerun in the same process (the compiled code may come from dynamo's cache): bit for bit.
+    rerun, repeat = gm.fit(data(), TINY, params, torch.device(device))
+    assert [epoch.train["loss"] for epoch in repeat.history] == losses
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rerun.state_dict().values()))
+    exact, again = gm.fit(data(), TINY, params.model_copy(update={"step": "exact"}), torch.device(device))
     # Other arithmetic (one shape, no attention mask), same loss to rounding: the first epoch agrees closely.
     assert again.history[0].train["loss"] == pytest.approx(losses[0], rel=1e-3)
