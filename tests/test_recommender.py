@@ -204,10 +204,14 @@ def test_one_history_runs_on_one_thread_and_leaves_the_callers_setting(recommend
     seen = []
     monkeypatch.setattr("genrec.recommender.recommend",
                         lambda *args, **kwargs: seen.append(torch.get_num_threads()) or recommend(*args, **kwargs))
+    session = torch.get_num_threads()
     torch.set_num_threads(2)
-    recommender.recommend([5, 6, 7], "greedy")
-    recommender.recommend_many(pd.DataFrame({"user": ["a", "b"], "item": [5, 6]}), "greedy")
-    assert seen == [1, 2] and torch.get_num_threads() == 2
+    try:
+        recommender.recommend([5, 6, 7], "greedy")
+        recommender.recommend_many(pd.DataFrame({"user": ["a", "b"], "item": [5, 6]}), "greedy")
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(session)  # the tests after this one keep conftest's one thread
 
 
 # --- the command's outputs -------------------------------------------------------------------
