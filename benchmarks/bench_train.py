@@ -1,7 +1,7 @@
 """Training steps side by side: today's against faster candidates, on a CPU or a GPU.
 
     python benchmarks/bench_train.py [--variants today exact fast-masks graphs compiled chunked-ce liger
-                                                one-thread naive]
+                                                one-thread default-malloc naive]
                                      [--models gpt2 sasrec bert4rec] [--device auto]
                                      [--small | --no-small] [--large-scale 0.05] [--large-batches 60]
                                      [--large-val-users 0] [--large-cache FILE.npz] [--split data/split]
@@ -27,6 +27,9 @@ Each row runs in a fresh process with params.yaml's settings (``--params`` names
 - liger (GPT-2, CUDA): the same fusion by Liger Kernel's ``LigerFusedLinearCrossEntropyLoss``
   (Triton), when the package is installed.
 - one-thread (CPU): today's with ``torch.set_num_threads(1)``.
+- default-malloc (CPU): today's without ``genrec.device.keep_freed_memory()``, which the
+  stages (and every other variant here) call: glibc then hands a step's large blocks back
+  and faults in fresh pages for them at the next batch. The same numbers.
 - naive (GPT-2): every position padded to the window and projected onto the catalogue, as
   a direct port of the paper's loop does (ml-100k only).
 
@@ -64,7 +67,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from genrec.distributed import SINGLE  # noqa: E402
 from genrec.ranking import PADDING  # noqa: E402
 
-VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "one-thread", "naive")
+VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "one-thread",
+            "default-malloc", "naive")
 MODELS = ("gpt2", "sasrec", "bert4rec")
 ONLY = {"naive": {"gpt2"}, "chunked-ce": {"gpt2"}, "liger": {"gpt2"}}
 CUDA_ONLY = {"liger"}
@@ -140,7 +144,8 @@ def gpt2_objective(model: nn.Module, variant: str) -> nn.Module:
 
 def with_variant(section, variant: str):
     """A ``train``, ``sasrec`` or ``bert4rec`` section as ``variant`` trains it."""
-    update = {} if variant in ("today", "one-thread") else {"step": "graphs" if variant == "graphs" else "exact"}
+    update = ({} if variant in ("today", "one-thread", "default-malloc") else
+              {"step": "graphs" if variant == "graphs" else "exact"})
     if hasattr(section, "dropout_masks") and variant in ("exact", "fast-masks", "compiled"):
         update["dropout_masks"] = "fast" if variant == "fast-masks" else "torch"
     return section.model_copy(update=update)
@@ -340,6 +345,9 @@ def large(model_name: str, variant: str, data_file: str, batches: int, val_users
 def child(task: dict) -> dict:
     if task["variant"] == "one-thread":
         torch.set_num_threads(1)
+    if task["variant"] != "default-malloc":  # as the stages do
+        from genrec.device import keep_freed_memory
+        keep_freed_memory()
     if task["kind"] == "large":
         return large(task["model"], task["variant"], task["data"], task["batches"], task["val_users"],
                      task["params"], task["device"])
@@ -366,7 +374,7 @@ def fresh(task: dict) -> dict | None:
 def applies(model: str, variant: str, device: torch.device) -> bool:
     if model not in ONLY.get(variant, {model}) or (variant in CUDA_ONLY and device.type != "cuda"):
         return False
-    if variant == "one-thread" and device.type == "cuda":  # the CPU's threads: nothing to measure on a GPU
+    if variant in ("one-thread", "default-malloc") and device.type == "cuda":  # the CPU's: nothing to measure here
         return False
     if variant == "liger":
         import importlib.util

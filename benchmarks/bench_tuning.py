@@ -1,5 +1,5 @@
 """Tuning speed of the strategy stages: one draw per grid point against draws shared over the
-num_sequences grid, each with glibc's default allocator and with ``engine.keep_freed_memory``.
+num_sequences grid, each with glibc's default allocator and with ``genrec.device.keep_freed_memory``.
 
 Runs each strategy's validation grid from params.yaml on the CPU, with the pipeline's own model
 and split (data/model, data/split: run `dvc repro train` first), in four ways, each in a fresh process
@@ -35,15 +35,16 @@ def worker(strategy: str, way: str, keep: bool, model_dir: str, split_dir: str) 
     import numpy as np
     import torch
 
-    from genrec import engine, metrics
+    from genrec import metrics
     from genrec import params as genrec_params
+    from genrec.device import keep_freed_memory
     from genrec.model import load
     from genrec.sequences import Split
     from genrec.strategies import STRATEGIES, read_params, recommend
     from genrec.tuning import tune
 
     if keep:
-        engine.keep_freed_memory()
+        keep_freed_memory()
     config = read_params(genrec_params.load(ROOT / "params.yaml"), strategy)
     split = Split.load(split_dir)
     model = load(model_dir, torch.device("cpu"))

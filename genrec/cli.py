@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrec.engine import keep_freed_memory
+from genrec.device import keep_freed_memory
 from genrec.errors import UserError
 from genrec.io import atomic_path, check_output, read_table
 from genrec.recommender import Recommender

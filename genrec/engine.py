@@ -18,7 +18,6 @@ numbers and gives identical sequences (the tests use it).
 
 from __future__ import annotations
 
-import ctypes
 import math
 from dataclasses import dataclass
 
@@ -27,25 +26,6 @@ import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 
 from genrec.ranking import PADDING, rank_unseen
-
-
-def keep_freed_memory() -> None:
-    """Have glibc keep freed memory in this process rather than hand it back to the system.
-
-    Each generation step allocates and frees (users, sequences, items) tensors of tens of MB.
-    glibc serves blocks that large with fresh pages from the kernel and returns them on free,
-    so every step pays the page faults again: a fifth to a third of RRA's and RA's tuning time
-    on a 2-core CPU (benchmarks/bench_tuning.py). Only the speed changes, never a number. For
-    processes that generate and then exit (the strategy stages, ``genrec recommend --input``);
-    without glibc it does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_max = -1, -4  # mallopt's parameter numbers (malloc.h)
-    libc.mallopt(m_mmap_max, 0)  # large blocks from the heap, not from mmap
-    libc.mallopt(m_trim_threshold, 2**31 - 1)  # and the heap's free top kept, not trimmed
 
 
 @dataclass

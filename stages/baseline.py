@@ -15,7 +15,7 @@ import torch
 from genrec import distributed, metrics, params
 from genrec.baselines import NAMES
 from genrec.curves import CURVES, LearningCurves
-from genrec.device import resolve_device
+from genrec.device import keep_freed_memory, resolve_device
 from genrec.errors import stage_main
 from genrec.io import atomic_path, check_output, stage_arguments
 from genrec.sequences import Split, check_unseen
@@ -31,6 +31,7 @@ def main() -> None:
     recs_path = args.recs or f"data/recs/{name}.parquet"
     metrics.check_result_paths(name, recs_path, args.metrics)
     check_output(args.metrics / f"{name}_train", "--metrics", CURVES)
+    keep_freed_memory()
 
     # Only this baseline's module is imported, and its params checked before any work.
     baseline = importlib.import_module(f"genrec.baselines.{name}")

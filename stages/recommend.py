@@ -9,9 +9,8 @@ import time
 import numpy as np
 
 from genrec import distributed, estimate, metrics, params
+from genrec.device import keep_freed_memory, resolve_device
 from genrec.errors import stage_main
-from genrec.device import resolve_device
-from genrec.engine import keep_freed_memory
 from genrec.io import atomic_path, check_output, read_json, stage_arguments
 from genrec.model import load
 from genrec.sequences import Split, check_unseen

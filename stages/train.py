@@ -7,7 +7,7 @@ from genrec import distributed
 from genrec import model as gpt2
 from genrec import params
 from genrec.curves import CURVES, LearningCurves
-from genrec.device import resolve_device
+from genrec.device import keep_freed_memory, resolve_device
 from genrec.errors import stage_main
 from genrec.io import atomic_paths, check_output, stage_arguments
 from genrec.model import MODEL, ModelParams
@@ -21,6 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     check_output(args.out, "--out", MODEL)
     check_output(args.live, "--live", CURVES)
+    keep_freed_memory()
 
     config = params.load()
     model_params = params.section(config, "model", ModelParams)

@@ -55,22 +55,25 @@ def test_every_variant_trains_and_today_is_the_stage(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     large = ("--large-scale", "0.0008", "--large-batches", "2", "--large-val-users", "50")
     # Each row is a process of its own (5 s to start): every model with the variants that compile
-    # nothing on the split and today's on the synthetic set; the compiled variants on GPT-2 alone.
+    # nothing on the split and today's on the synthetic set; the compiled variants (and glibc's
+    # default allocation, which changes no number) on GPT-2 alone.
     eager = bench(tmp_path, "--variants", *EAGER_VARIANTS) + bench(tmp_path, "--no-small", "--variants", "today", *large)
-    compiled = bench(tmp_path, "--models", "gpt2", "--variants", "graphs", "compiled", *large)
+    compiled = bench(tmp_path, "--models", "gpt2", "--variants", "graphs", "compiled", "default-malloc", *large)
     small = keyed(eager + compiled, "epochs")
     assert sorted(small) == sorted([(m, v) for m in MODELS for v in EAGER_VARIANTS if (m, v) not in GPT2_ONLY]
-                                   + [("gpt2", "graphs"), ("gpt2", "compiled")])
+                                   + [("gpt2", "graphs"), ("gpt2", "compiled"), ("gpt2", "default-malloc")])
     for key, row in small.items():
         assert row["epoch"] > 0 and row["rate"] > 0 and row["peak_gb"] > 0, key
         assert 1 <= row["epochs"] <= 2 and 0 < row["ndcg"] <= 1, key
     # On a CPU params.yaml's auto is the exact step, and for SASRec and BERT4Rec the fast masks: bit for bit.
     assert small[("gpt2", "today")]["ndcg"] == small[("gpt2", "exact")]["ndcg"]
+    assert small[("gpt2", "today")]["ndcg"] == small[("gpt2", "default-malloc")]["ndcg"]
     for model in ("sasrec", "bert4rec"):
         assert small[(model, "today")]["ndcg"] == small[(model, "fast-masks")]["ndcg"]
 
     synthetic = keyed(eager + compiled, "epoch_estimate")
-    assert sorted(synthetic) == sorted([(m, "today") for m in MODELS] + [("gpt2", "graphs"), ("gpt2", "compiled")])
+    assert sorted(synthetic) == sorted([(m, "today") for m in MODELS]
+                                       + [("gpt2", "graphs"), ("gpt2", "compiled"), ("gpt2", "default-malloc")])
     for key, row in synthetic.items():
         assert row["rate"] > 0 and row["epoch_estimate"] > 0 and row["validation"] > 0 and row["items"] > 100, key
 
