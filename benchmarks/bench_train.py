@@ -415,7 +415,7 @@ def main() -> None:
     rows = []
     if args.small:
         print(f"\nEarly stopping on {args.split}")
-        print(f"{'model':<9}{'variant':<12}{'epochs':>7}{'best':>6}{'val NDCG@10':>13}{'1st epoch s':>12}"
+        print(f"{'model':<9}{'variant':<15}{'epochs':>7}{'best':>6}{'val NDCG@10':>13}{'1st epoch s':>12}"
               f"{'epoch s':>9}{'seq/s':>8}{'speed-up':>9}{'peak GB':>9}{'GPU GB':>8}")
         for model in args.models:
             base = None
@@ -430,7 +430,7 @@ def main() -> None:
                 base = base or r["epoch"]
                 best = "—" if r["best_epoch"] is None else str(r["best_epoch"])
                 ndcg = "—" if math.isnan(r["ndcg"]) else f"{r['ndcg']:.4f}"
-                print(f"{model:<9}{variant:<12}{r['epochs']:>7}{best:>6}{ndcg:>13}{r['first']:>12.2f}"
+                print(f"{model:<9}{variant:<15}{r['epochs']:>7}{best:>6}{ndcg:>13}{r['first']:>12.2f}"
                       f"{r['epoch']:>9.2f}{r['rate']:>8.0f}{base / r['epoch']:>8.2f}x{r['peak_gb']:>9.2f}"
                       f"{figure(r['peak_gpu_gb']):>8}", flush=True)
     if args.large_scale:
@@ -442,7 +442,7 @@ def main() -> None:
             print(f"\nThe ML-20M-shaped set at scale {args.large_scale:g} (ready in {time.perf_counter() - start:.0f} s), "
                   f"{args.large_batches} batches after 3 warm-up ones"
                   + (f"; validation of {args.large_val_users:,} users" if args.large_val_users else ""))
-            print(f"{'model':<9}{'variant':<12}{'items':>7}{'seq/s':>9}{'speed-up':>9}{'epoch s':>9}"
+            print(f"{'model':<9}{'variant':<15}{'items':>7}{'seq/s':>9}{'speed-up':>9}{'epoch s':>9}"
                   f"{'valid. s':>9}{'peak GB':>9}{'GPU GB':>8}")
             for model in args.models:
                 base = None
@@ -457,7 +457,7 @@ def main() -> None:
                     rows.append({"model": model, "variant": variant, "device": device.type,
                                  "scale": args.large_scale, **r})
                     base = base or r["rate"]
-                    print(f"{model:<9}{variant:<12}{r['items']:>7}{r['rate']:>9.0f}{r['rate'] / base:>8.2f}x"
+                    print(f"{model:<9}{variant:<15}{r['items']:>7}{r['rate']:>9.0f}{r['rate'] / base:>8.2f}x"
                           f"{r['epoch_estimate']:>9.1f}{figure(r['validation']):>9}{r['peak_gb']:>9.2f}"
                           f"{figure(r['peak_gpu_gb']):>8}", flush=True)
     if args.json:
