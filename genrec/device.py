@@ -27,8 +27,9 @@ def keep_freed_memory() -> None:
     A generation step allocates and frees (users, sequences, items) tensors of tens of MB, a
     training step its activations and logits. glibc serves blocks that large with fresh pages
     from the kernel and returns them on free, so every step pays the page faults again: a
-    fifth to a third of RRA's and RA's tuning time and a few percent of a training epoch on a
-    2-core CPU (benchmarks/bench_tuning.py, bench_train.py). Only the speed changes,
+    fifth to a third of RRA's and RA's tuning time on a 2-core CPU, a few percent of a training
+    epoch on ml-100k and 1.4-1.8x at ML-20M's catalogue (benchmarks/bench_tuning.py,
+    bench_train.py). Only the speed changes,
     never a number. For processes that generate or train and then exit (the torch stages,
     ``genrec recommend --input``); without glibc it does nothing.
     """
