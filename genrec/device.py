@@ -29,9 +29,9 @@ def keep_freed_memory() -> None:
     from the kernel and returns them on free, so every step pays the page faults again: a
     fifth to a third of RRA's and RA's tuning time on a 2-core CPU, a few percent of a training
     epoch on ml-100k and 1.4-1.8x at ML-20M's catalogue (benchmarks/bench_tuning.py,
-    bench_train.py). Only the speed changes,
-    never a number. For processes that generate or train and then exit (the torch stages,
-    ``genrec recommend --input``); without glibc it does nothing.
+    bench_train.py). Only the speed changes, never a number. For processes that generate or
+    train and then exit (the torch stages, ``genrec recommend --input``); without glibc it does
+    nothing.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
