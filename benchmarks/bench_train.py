@@ -1,7 +1,7 @@
 """Training steps side by side: today's against faster candidates, on a CPU or a GPU.
 
     python benchmarks/bench_train.py [--variants today exact fast-masks graphs compiled chunked-ce liger
-                                                one-thread default-malloc naive]
+                                                bf16 one-thread default-malloc naive]
                                      [--models gpt2 sasrec bert4rec] [--device auto]
                                      [--small | --no-small] [--large-scale 0.05] [--large-batches 60]
                                      [--large-val-users 0] [--large-cache FILE.npz] [--split data/split]
@@ -26,6 +26,8 @@ Each row runs in a fresh process with params.yaml's settings (``--params`` names
   the (labels x catalogue) logits are never held whole.
 - liger (GPT-2, CUDA): the same fusion by Liger Kernel's ``LigerFusedLinearCrossEntropyLoss``
   (Triton), when the package is installed.
+- bf16 (GPT-2): today's with ``train.precision: bf16`` (the training forward pass under bf16
+  autocast): for GPUs, and for CPUs with bf16 matrix units (Intel's AMX).
 - one-thread (CPU): today's with ``torch.set_num_threads(1)``.
 - default-malloc (CPU): today's without ``genrec.device.keep_freed_memory()``, which the
   stages (and every other variant here) call: glibc then hands a step's large blocks back
@@ -67,10 +69,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from genrec.distributed import SINGLE  # noqa: E402
 from genrec.ranking import PADDING  # noqa: E402
 
-VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "one-thread",
+VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "bf16", "one-thread",
             "default-malloc", "naive")
 MODELS = ("gpt2", "sasrec", "bert4rec")
-ONLY = {"naive": {"gpt2"}, "chunked-ce": {"gpt2"}, "liger": {"gpt2"}}
+ONLY = {"naive": {"gpt2"}, "chunked-ce": {"gpt2"}, "liger": {"gpt2"}, "bf16": {"gpt2"}}
 CUDA_ONLY = {"liger"}
 
 
@@ -144,6 +146,8 @@ def gpt2_objective(model: nn.Module, variant: str) -> nn.Module:
 
 def with_variant(section, variant: str):
     """A ``train``, ``sasrec`` or ``bert4rec`` section as ``variant`` trains it."""
+    if variant == "bf16":
+        return section.model_copy(update={"precision": "bf16"})
     update = ({} if variant in ("today", "one-thread", "default-malloc") else
               {"step": "graphs" if variant == "graphs" else "exact"})
     if hasattr(section, "dropout_masks") and variant in ("exact", "fast-masks", "compiled"):

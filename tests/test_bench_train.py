@@ -56,12 +56,14 @@ def test_every_variant_trains_and_today_is_the_stage(tmp_path):
     large = ("--large-scale", "0.0008", "--large-batches", "2", "--large-val-users", "50")
     # Each row is a process of its own (5 s to start): every model with the variants that compile
     # nothing on the split and today's on the synthetic set; the compiled variants (and glibc's
-    # default allocation, which changes no number) on GPT-2 alone.
+    # default allocation, which changes no number, and bf16 autocast) on GPT-2 alone.
     eager = bench(tmp_path, "--variants", *EAGER_VARIANTS) + bench(tmp_path, "--no-small", "--variants", "today", *large)
-    compiled = bench(tmp_path, "--models", "gpt2", "--variants", "graphs", "compiled", "default-malloc", *large)
+    compiled = bench(tmp_path, "--models", "gpt2", "--variants", "graphs", "compiled", "default-malloc", "bf16",
+                     *large)
     small = keyed(eager + compiled, "epochs")
+    gpt2_alone = [("gpt2", v) for v in ("graphs", "compiled", "default-malloc", "bf16")]
     assert sorted(small) == sorted([(m, v) for m in MODELS for v in EAGER_VARIANTS if (m, v) not in GPT2_ONLY]
-                                   + [("gpt2", "graphs"), ("gpt2", "compiled"), ("gpt2", "default-malloc")])
+                                   + gpt2_alone)
     for key, row in small.items():
         assert row["epoch"] > 0 and row["rate"] > 0 and row["peak_gb"] > 0, key
         assert 1 <= row["epochs"] <= 2 and 0 < row["ndcg"] <= 1, key
@@ -72,8 +74,7 @@ def test_every_variant_trains_and_today_is_the_stage(tmp_path):
         assert small[(model, "today")]["ndcg"] == small[(model, "fast-masks")]["ndcg"]
 
     synthetic = keyed(eager + compiled, "epoch_estimate")
-    assert sorted(synthetic) == sorted([(m, "today") for m in MODELS]
-                                       + [("gpt2", "graphs"), ("gpt2", "compiled"), ("gpt2", "default-malloc")])
+    assert sorted(synthetic) == sorted([(m, "today") for m in MODELS] + gpt2_alone)
     for key, row in synthetic.items():
         assert row["rate"] > 0 and row["epoch_estimate"] > 0 and row["validation"] > 0 and row["items"] > 100, key
 
