@@ -16,6 +16,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 seconds() { local start=$1; echo "$(date +%s.%N) - $start" | bc | xargs printf "%.1f"; }
 
+grep -q -- "--compile-bytecode" "$ROOT/Makefile" || { echo "bench_setup.sh: the Makefile has no --compile-bytecode any more: nothing to compare" >&2; exit 1; }
 echo "PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE:-(unset)}"
 printf "%-12s %8s %12s %12s %10s %10s\n" variant "setup s" "recommend s" "again s" "baseline s" "download s"
 for _ in $(seq "$ROUNDS"); do
