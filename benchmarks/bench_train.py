@@ -27,7 +27,8 @@ Each row runs in a fresh process with params.yaml's settings (``--params`` names
 - liger (GPT-2, CUDA): the same fusion by Liger Kernel's ``LigerFusedLinearCrossEntropyLoss``
   (Triton), when the package is installed.
 - bf16 (GPT-2): today's with ``train.precision: bf16`` (the training forward pass under bf16
-  autocast): for GPUs, and for CPUs with bf16 matrix units (Intel's AMX).
+  autocast). Meant for GPUs; on a CPU with bf16 matrix units (Intel's AMX) it measured no
+  faster on ml-100k and 0.74x at ML-20M's catalogue (docs/performance.md).
 - one-thread (CPU): today's with ``torch.set_num_threads(1)``.
 - default-malloc (CPU): today's without ``genrec.device.keep_freed_memory()``, which the
   stages (and every other variant here) call: glibc then hands a step's large blocks back
