@@ -104,6 +104,64 @@ def test_fast_dropout_keeps_the_share_and_the_mean():
     assert dropout.eval()(x) is x and common.fast_dropout(x, 0.0) is x
 
 
+def reference_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """The fast masks as first written: the same draws, three products."""
+    if not training or p == 0:
+        return x
+    n = x.numel()
+    words = torch.randint(-(2**63), 2**63 - 1, (-(-n // 4),), dtype=torch.int64)
+    keep = words.view(torch.int16)[:n].view(x.shape) >= -(2**15) + round(p * 2**16)
+    return x * keep * (1.0 / (1.0 - p))
+
+
+def reference_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Hugging Face's eager attention as first written here: scale, then add the mask."""
+    weights = (query @ key.transpose(2, 3)) * scaling + attention_mask
+    weights = common.fast_dropout(weights.softmax(-1), dropout, module.training)
+    return (weights @ value).transpose(1, 2).contiguous(), weights
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and torch.equal(a.view(torch.uint8), b.view(torch.uint8))  # -0.0 too
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_fast_dropout_is_the_reference_bit_for_bit(dtype):
+    torch.manual_seed(3)
+    x = (torch.randn(3, 5, 7, 11) * 100).to(dtype)
+    x.view(-1)[:4] = torch.tensor([0.0, -0.0, -1e-30, 1e30]).to(dtype)
+    gradient = torch.randn(x.shape).to(dtype)
+    outputs = []
+    for dropout in (common.fast_dropout, reference_dropout):
+        leaf = x.clone().requires_grad_()
+        torch.manual_seed(5)
+        y = dropout(leaf, 0.3)
+        y.backward(gradient)
+        outputs.append((y.detach(), leaf.grad))
+    (y, grad), (expected_y, expected_grad) = outputs
+    assert same_bits(y, expected_y) and same_bits(grad, expected_grad)
+    assert (y == 0).any() and (y != 0).any()
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_fast_masks_train_as_their_reference_bit_for_bit(name, monkeypatch):
+    """Three epochs with the fast masks give the same weights, bit for bit, as the first
+    version of their arithmetic (one product fewer for the mask, one pass fewer for the scores)."""
+    params = TINY[name].model_copy(update={"dropout_masks": "fast", "dropout": 0.3, "max_epochs": 3, "patience": 3})
+    trained = []
+    for reference in (False, True):
+        if reference:
+            monkeypatch.setattr(common, "fast_dropout", reference_dropout)
+            monkeypatch.setattr(sasrec, "fast_dropout", reference_dropout)
+            monkeypatch.setattr(common, "_hf_attention", reference_attention)
+        model, result = MODULES[name].fit(DATA, params, CPU)
+        trained.append((model.state_dict(), [e.train["loss"] for e in result.history]))
+    (weights, losses), (expected_weights, expected_losses) = trained
+    assert losses == expected_losses and len(losses) == 3
+    assert weights.keys() == expected_weights.keys()
+    assert all(same_bits(weights[key], expected_weights[key]) for key in weights)
+
+
 def test_use_fast_dropout_replaces_every_dropout_of_a_hugging_face_model():
     from genrec import model as gpt2
     for model in (gpt2.build(30, gpt2.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.2)),
