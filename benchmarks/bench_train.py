@@ -1,7 +1,7 @@
 """Training steps side by side: today's against faster candidates, on a CPU or a GPU.
 
     python benchmarks/bench_train.py [--variants today exact fast-masks graphs compiled chunked-ce liger
-                                                bf16 one-thread default-malloc naive]
+                                                bf16 tanh-gelu one-thread default-malloc naive]
                                      [--models gpt2 sasrec bert4rec] [--device auto]
                                      [--small | --no-small] [--large-scale 0.05] [--large-batches 60]
                                      [--large-val-users 0] [--large-cache FILE.npz] [--split data/split]
@@ -29,6 +29,9 @@ Each row runs in a fresh process with params.yaml's settings (``--params`` names
 - bf16 (GPT-2): today's with ``train.precision: bf16`` (the training forward pass under bf16
   autocast). Meant for GPUs; on a CPU with bf16 matrix units (Intel's AMX) it measured no
   faster on ml-100k and 0.74x at ML-20M's catalogue (docs/performance.md).
+- tanh-gelu (GPT-2): today's with the MLP's activation computed by torch's fused
+  ``gelu(approximate="tanh")`` (Hugging Face's ``gelu_pytorch_tanh``) instead of GPT-2's
+  ``gelu_new``, the same formula in six elementwise passes: other rounding, so another model.
 - one-thread (CPU): today's with ``torch.set_num_threads(1)``.
 - default-malloc (CPU): today's without ``genrec.device.keep_freed_memory()``, which the
   stages (and every other variant here) call: glibc then hands a step's large blocks back
@@ -70,10 +73,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from genrec.distributed import SINGLE  # noqa: E402
 from genrec.ranking import PADDING  # noqa: E402
 
-VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "bf16", "one-thread",
-            "default-malloc", "naive")
+VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "bf16", "tanh-gelu",
+            "one-thread", "default-malloc", "naive")
 MODELS = ("gpt2", "sasrec", "bert4rec")
-ONLY = {"naive": {"gpt2"}, "chunked-ce": {"gpt2"}, "liger": {"gpt2"}, "bf16": {"gpt2"}}
+ONLY = {"naive": {"gpt2"}, "chunked-ce": {"gpt2"}, "liger": {"gpt2"}, "bf16": {"gpt2"}, "tanh-gelu": {"gpt2"}}
 CUDA_ONLY = {"liger"}
 
 
@@ -145,11 +148,20 @@ def gpt2_objective(model: nn.Module, variant: str) -> nn.Module:
     return torch.compile(objective, dynamic=True) if variant == "compiled" else objective
 
 
+def use_tanh_gelu(model: nn.Module) -> nn.Module:
+    """GPT-2 (in place) with its MLP's activation fused: what ``activation_function:
+    gelu_pytorch_tanh`` would build."""
+    from transformers.activations import ACT2FN
+    for block in model.transformer.h:
+        block.mlp.act = ACT2FN["gelu_pytorch_tanh"]
+    return model
+
+
 def with_variant(section, variant: str):
     """A ``train``, ``sasrec`` or ``bert4rec`` section as ``variant`` trains it."""
     if variant == "bf16":
         return section.model_copy(update={"precision": "bf16"})
-    update = ({} if variant in ("today", "one-thread", "default-malloc") else
+    update = ({} if variant in ("today", "one-thread", "default-malloc", "tanh-gelu") else
               {"step": "graphs" if variant == "graphs" else "exact"})
     if hasattr(section, "dropout_masks") and variant in ("exact", "fast-masks", "compiled"):
         update["dropout_masks"] = "fast" if variant == "fast-masks" else "torch"
@@ -187,6 +199,8 @@ def small(model_name: str, variant: str, split: str, params_file: str, device_na
     def timed_fit(model, matrix, train_epoch, *args, objective=None, **kwargs):
         nonlocal rows
         rows = len(matrix)
+        if model_name == "gpt2" and variant == "tanh-gelu":
+            use_tanh_gelu(model)
         if model_name == "gpt2" and variant in ("fast-masks", "compiled", "chunked-ce", "liger"):
             if variant == "fast-masks":
                 use_fast_dropout(model)
@@ -301,6 +315,8 @@ def large(model_name: str, variant: str, data_file: str, batches: int, val_users
         static = training.graphs_step(params, device)
         if variant == "fast-masks":
             use_fast_dropout(model)
+        if variant == "tanh-gelu":
+            use_tanh_gelu(model)
         objective = module.StaticNextItemLoss(model) if static else gpt2_objective(model, variant)
         train_epoch = module.static_train_epoch if static else module.train_epoch
     else:
