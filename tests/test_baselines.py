@@ -156,6 +156,8 @@ def test_fast_masks_train_as_their_reference_bit_for_bit(name, monkeypatch):
             monkeypatch.setattr(common, "_hf_attention", reference_attention)
         model, result = MODULES[name].fit(DATA, params, CPU)
         trained.append((model.state_dict(), [e.train["loss"] for e in result.history]))
+    monkeypatch.undo()
+    common._register_hf_attention()  # Hugging Face's registry is global: leave today's attention in it
     (weights, losses), (expected_weights, expected_losses) = trained
     assert losses == expected_losses and len(losses) == 3
     assert weights.keys() == expected_weights.keys()
