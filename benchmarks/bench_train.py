@@ -1,7 +1,7 @@
 """Training steps side by side: today's against faster candidates, on a CPU or a GPU.
 
     python benchmarks/bench_train.py [--variants today exact fast-masks graphs compiled chunked-ce liger
-                                                bf16 tanh-gelu one-thread default-malloc naive]
+                                                bf16 gelu-new one-thread default-malloc naive]
                                      [--models gpt2 sasrec bert4rec] [--device auto]
                                      [--small | --no-small] [--large-scale 0.05] [--large-batches 60]
                                      [--large-val-users 0] [--large-cache FILE.npz] [--split data/split]
@@ -11,12 +11,12 @@ Each row runs in a fresh process with params.yaml's settings (``--params`` names
 ``--json`` also writes the rows, unrounded). A variant runs on the models it applies to:
 
 - today: the stage's training as params.yaml sets it (``step`` and ``dropout_masks`` auto:
-  on a CPU the exact step and, for SASRec and BERT4Rec, the fast masks; on CUDA the graphs
-  step and torch's masks).
-- exact: ``step: exact``, ``dropout_masks: torch``: the exact path of the runs before either.
-- fast-masks: ``step: exact``, ``dropout_masks: fast`` (genrec/baselines/common.py: masks four
-  to a 64-bit draw; for GPT-2, which has no such key, every dropout and Hugging Face
-  attention's take them).
+  on a CPU the exact step and the fast masks; on CUDA the graphs step and torch's masks).
+- exact: ``step: exact``, ``dropout_masks: torch``: the exact path of the runs before either
+  (GPT-2 with params.yaml's activation; with ``gelu-new``'s too, give ``--params`` a copy
+  that sets ``model.activation_function: gelu_new``).
+- fast-masks: ``step: exact``, ``dropout_masks: fast`` (genrec/dropout.py: masks four to a
+  64-bit draw, for every dropout and Hugging Face attention's).
 - graphs: ``step: graphs`` (every batch one shape, compiled; on CUDA replayed as a CUDA
   graph), masks as params.yaml sets them.
 - compiled: the exact step with ``torch.compile(dynamic=True)`` of the training loss module;
@@ -29,9 +29,9 @@ Each row runs in a fresh process with params.yaml's settings (``--params`` names
 - bf16 (GPT-2): today's with ``train.precision: bf16`` (the training forward pass under bf16
   autocast). Meant for GPUs; on a CPU with bf16 matrix units (Intel's AMX) it measured no
   faster on ml-100k and 0.74x at ML-20M's catalogue (docs/performance.md).
-- tanh-gelu (GPT-2): today's with the MLP's activation computed by torch's fused
-  ``gelu(approximate="tanh")`` (Hugging Face's ``gelu_pytorch_tanh``) instead of GPT-2's
-  ``gelu_new``, the same formula in six elementwise passes: other rounding, so another model.
+- gelu-new (GPT-2): today's with ``model.activation_function: gelu_new``, Hugging Face's
+  formula for GPT-2's tanh GELU in six elementwise passes (every run before December 2026),
+  in place of torch's fused kernel (``gelu_pytorch_tanh``): other rounding, so another model.
 - one-thread (CPU): today's with ``torch.set_num_threads(1)``.
 - default-malloc (CPU): today's without ``genrec.device.keep_freed_memory()``, which the
   stages (and every other variant here) call: glibc then hands a step's large blocks back
@@ -73,10 +73,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from genrec.distributed import SINGLE  # noqa: E402
 from genrec.ranking import PADDING  # noqa: E402
 
-VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "bf16", "tanh-gelu",
+VARIANTS = ("today", "exact", "fast-masks", "graphs", "compiled", "chunked-ce", "liger", "bf16", "gelu-new",
             "one-thread", "default-malloc", "naive")
 MODELS = ("gpt2", "sasrec", "bert4rec")
-ONLY = {"naive": {"gpt2"}, "chunked-ce": {"gpt2"}, "liger": {"gpt2"}, "bf16": {"gpt2"}, "tanh-gelu": {"gpt2"}}
+ONLY = {"naive": {"gpt2"}, "chunked-ce": {"gpt2"}, "liger": {"gpt2"}, "bf16": {"gpt2"}, "gelu-new": {"gpt2"}}
 CUDA_ONLY = {"liger"}
 
 
@@ -148,20 +148,16 @@ def gpt2_objective(model: nn.Module, variant: str) -> nn.Module:
     return torch.compile(objective, dynamic=True) if variant == "compiled" else objective
 
 
-def use_tanh_gelu(model: nn.Module) -> nn.Module:
-    """GPT-2 (in place) with its MLP's activation fused: what ``activation_function:
-    gelu_pytorch_tanh`` would build."""
-    from transformers.activations import ACT2FN
-    for block in model.transformer.h:
-        block.mlp.act = ACT2FN["gelu_pytorch_tanh"]
-    return model
+def model_variant(section, variant: str):
+    """GPT-2's ``model`` section as ``variant`` builds it."""
+    return section.model_copy(update={"activation_function": "gelu_new"}) if variant == "gelu-new" else section
 
 
 def with_variant(section, variant: str):
     """A ``train``, ``sasrec`` or ``bert4rec`` section as ``variant`` trains it."""
     if variant == "bf16":
         return section.model_copy(update={"precision": "bf16"})
-    update = ({} if variant in ("today", "one-thread", "default-malloc", "tanh-gelu") else
+    update = ({} if variant in ("today", "one-thread", "default-malloc", "gelu-new") else
               {"step": "graphs" if variant == "graphs" else "exact"})
     if hasattr(section, "dropout_masks") and variant in ("exact", "fast-masks", "compiled"):
         update["dropout_masks"] = "fast" if variant == "fast-masks" else "torch"
@@ -186,7 +182,6 @@ def small(model_name: str, variant: str, split: str, params_file: str, device_na
     """One variant's training with early stopping on the pipeline's split."""
     from genrec import params as genrec_params
     from genrec import training
-    from genrec.baselines.common import use_fast_dropout
     from genrec.sequences import Split
     from genrec.training import Data
 
@@ -199,11 +194,7 @@ def small(model_name: str, variant: str, split: str, params_file: str, device_na
     def timed_fit(model, matrix, train_epoch, *args, objective=None, **kwargs):
         nonlocal rows
         rows = len(matrix)
-        if model_name == "gpt2" and variant == "tanh-gelu":
-            use_tanh_gelu(model)
-        if model_name == "gpt2" and variant in ("fast-masks", "compiled", "chunked-ce", "liger"):
-            if variant == "fast-masks":
-                use_fast_dropout(model)
+        if model_name == "gpt2" and variant in ("compiled", "chunked-ce", "liger"):
             objective = gpt2_objective(model, variant)
         elif variant == "compiled":
             objective = torch.compile(objective, dynamic=True)
@@ -220,7 +211,7 @@ def small(model_name: str, variant: str, split: str, params_file: str, device_na
     training.fit = timed_fit
     if model_name == "gpt2":
         from genrec import model as gpt2
-        model_params = genrec_params.section(config, "model", gpt2.ModelParams)
+        model_params = model_variant(genrec_params.section(config, "model", gpt2.ModelParams), variant)
         train_params = with_variant(genrec_params.section(config, "train", training.TrainParams), variant)
         _, result = gpt2.fit(data, model_params, train_params, device)
     else:
@@ -298,7 +289,7 @@ def large(model_name: str, variant: str, data_file: str, batches: int, val_users
 
     from genrec import params as genrec_params
     from genrec import training
-    from genrec.baselines.common import use_fast_dropout
+    from genrec.dropout import fast_masks, use_fast_dropout
     from genrec.sequences import UserSequences
 
     device = torch.device(device_name)
@@ -309,18 +300,16 @@ def large(model_name: str, variant: str, data_file: str, batches: int, val_users
     torch.manual_seed(0)
     if model_name == "gpt2":
         from genrec import model as module
-        model = module.build(num_items, genrec_params.section(config, "model", module.ModelParams))
+        model = module.build(num_items, model_variant(genrec_params.section(config, "model", module.ModelParams),
+                                                      variant))
         params = with_variant(genrec_params.section(config, "train", training.TrainParams), variant)
         matrix = module.training_matrix(sequences, model.config.n_positions)
         static = training.graphs_step(params, device)
-        if variant == "fast-masks":
+        if fast_masks(params, device):  # as genrec.model.fit
             use_fast_dropout(model)
-        if variant == "tanh-gelu":
-            use_tanh_gelu(model)
         objective = module.StaticNextItemLoss(model) if static else gpt2_objective(model, variant)
         train_epoch = module.static_train_epoch if static else module.train_epoch
     else:
-        from genrec.baselines.common import fast_masks
         module = importlib.import_module(f"genrec.baselines.{model_name}")
         params = with_variant(genrec_params.section(config, model_name, module.Params), variant)
         static, fast = training.graphs_step(params, device), fast_masks(params, device)

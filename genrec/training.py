@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from genrec import estimate, metrics
 from genrec.distributed import SINGLE, Group
+from genrec.dropout import DropoutMasks
 from genrec.errors import UserError
 from genrec.params import AtLeast1, PositiveFloat, Section
 from genrec.ranking import PADDING, rank_unseen
@@ -93,6 +94,7 @@ class TrainParams(LoopParams):
 
     processes: AtLeast1  # data-parallel processes (torch.distributed); 1: this process alone
     precision: Literal["fp32", "bf16"]  # the training forward pass; validation and generation stay fp32
+    dropout_masks: DropoutMasks  # auto: fast on a CPU, torch's own on CUDA (genrec/dropout.py)
 
 
 @dataclass(frozen=True)

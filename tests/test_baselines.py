@@ -14,12 +14,14 @@ import torch
 import yaml
 
 from genrec import params, training
+from genrec import dropout as gd
 from genrec.baselines import NAMES, bert4rec, bpr, common, popularity, sasrec
 from genrec.training import Data
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
 from helpers import cyclic_walks, defaults, section_values
 from helpers import run_stage as run_stage_module
+from test_dropout import reference_dropout, same_bits
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = {"popularity": popularity, "bpr": bpr, "sasrec": sasrec, "bert4rec": bert4rec}
@@ -93,54 +95,11 @@ def test_params_yaml_matches_the_issue():
 
 # --- dropout masks (dropout_masks: auto | fast | torch) ------------------------------------------------
 
-def test_fast_dropout_keeps_the_share_and_the_mean():
-    torch.manual_seed(0)
-    dropout = common.FastDropout(0.1)
-    x = torch.ones(400_000)
-    y = dropout(x)
-    assert abs((y != 0).float().mean().item() - 0.9) < 0.003  # p to within 2**-16, plus noise (sd 0.0005)
-    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.9))
-    assert abs(y.mean().item() - 1.0) < 0.005
-    assert dropout.eval()(x) is x and common.fast_dropout(x, 0.0) is x
-
-
-def reference_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """The fast masks as first written: the same draws, three products."""
-    if not training or p == 0:
-        return x
-    n = x.numel()
-    words = torch.randint(-(2**63), 2**63 - 1, (-(-n // 4),), dtype=torch.int64)
-    keep = words.view(torch.int16)[:n].view(x.shape) >= -(2**15) + round(p * 2**16)
-    return x * keep * (1.0 / (1.0 - p))
-
-
 def reference_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Hugging Face's eager attention as first written here: scale, then add the mask."""
     weights = (query @ key.transpose(2, 3)) * scaling + attention_mask
-    weights = common.fast_dropout(weights.softmax(-1), dropout, module.training)
+    weights = gd.fast_dropout(weights.softmax(-1), dropout, module.training)
     return (weights @ value).transpose(1, 2).contiguous(), weights
-
-
-def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype and torch.equal(a.view(torch.uint8), b.view(torch.uint8))  # -0.0 too
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_fast_dropout_is_the_reference_bit_for_bit(dtype):
-    torch.manual_seed(3)
-    x = (torch.randn(3, 5, 7, 11) * 100).to(dtype)
-    x.view(-1)[:4] = torch.tensor([0.0, -0.0, -1e-30, 1e30]).to(dtype)
-    gradient = torch.randn(x.shape).to(dtype)
-    outputs = []
-    for dropout in (common.fast_dropout, reference_dropout):
-        leaf = x.clone().requires_grad_()
-        torch.manual_seed(5)
-        y = dropout(leaf, 0.3)
-        y.backward(gradient)
-        outputs.append((y.detach(), leaf.grad))
-    (y, grad), (expected_y, expected_grad) = outputs
-    assert same_bits(y, expected_y) and same_bits(grad, expected_grad)
-    assert (y == 0).any() and (y != 0).any()
 
 
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
@@ -151,28 +110,17 @@ def test_fast_masks_train_as_their_reference_bit_for_bit(name, monkeypatch):
     trained = []
     for reference in (False, True):
         if reference:
-            monkeypatch.setattr(common, "fast_dropout", reference_dropout)
+            monkeypatch.setattr(gd, "fast_dropout", reference_dropout)
             monkeypatch.setattr(sasrec, "fast_dropout", reference_dropout)
-            monkeypatch.setattr(common, "_hf_attention", reference_attention)
+            monkeypatch.setattr(gd, "_hf_attention", reference_attention)
         model, result = MODULES[name].fit(DATA, params, CPU)
         trained.append((model.state_dict(), [e.train["loss"] for e in result.history]))
     monkeypatch.undo()
-    common._register_hf_attention()  # Hugging Face's registry is global: leave today's attention in it
+    gd._register_hf_attention()  # Hugging Face's registry is global: leave today's attention in it
     (weights, losses), (expected_weights, expected_losses) = trained
     assert losses == expected_losses and len(losses) == 3
     assert weights.keys() == expected_weights.keys()
     assert all(same_bits(weights[key], expected_weights[key]) for key in weights)
-
-
-def test_use_fast_dropout_replaces_every_dropout_of_a_hugging_face_model():
-    from genrec import model as gpt2
-    for model in (gpt2.build(30, gpt2.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.2)),
-                  bert4rec.build(30, TINY["bert4rec"])):
-        model.eval()
-        common.use_fast_dropout(model)
-        dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
-        assert dropouts and all(type(m) is common.FastDropout and not m.training for m in dropouts)
-        assert model.config._attn_implementation == common.HF_ATTENTION  # attention's dropout too
 
 
 def build(name: str, masks: str) -> torch.nn.Module:
@@ -198,17 +146,9 @@ def test_fast_masks_change_the_draws_and_nothing_else(name, monkeypatch):
         assert not torch.allclose(hidden(name, fast, items), expected, atol=1e-3)  # dropout when training
         # With the masks keeping every unit, training mode is the eval-mode network: the eager
         # attention that takes the fast masks computes what SDPA computes.
-        monkeypatch.setattr(common, "fast_dropout", lambda x, p, training=True: x)
+        monkeypatch.setattr(gd, "fast_dropout", lambda x, p, training=True: x)
         monkeypatch.setattr(sasrec, "fast_dropout", lambda x, p, training=True: x)
         torch.testing.assert_close(hidden(name, fast, items), expected, atol=1e-5, rtol=1e-5)
-
-
-def test_auto_masks_are_fast_on_a_cpu_and_torchs_on_cuda():
-    params = TINY["sasrec"]
-    assert params.dropout_masks == "auto"  # params.yaml's
-    assert common.fast_masks(params, CPU) and not common.fast_masks(params, torch.device("cuda"))
-    assert common.fast_masks(params.model_copy(update={"dropout_masks": "fast"}), torch.device("cuda"))
-    assert not common.fast_masks(params.model_copy(update={"dropout_masks": "torch"}), CPU)
 
 
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec"])

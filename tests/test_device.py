@@ -54,7 +54,8 @@ sequences, targets = cyclic_walks(len(USERS), NUM_ITEMS)
 data = Data(sequences, NUM_ITEMS, USERS, targets)
 
 def run():
-    model, result = gm.fit(data, gm.ModelParams(n_positions=16, n_embd=64, n_layer=1, n_head=2, dropout=0.1),
+    model, result = gm.fit(data, gm.ModelParams(n_positions=16, n_embd=64, n_layer=1, n_head=2,
+                                                activation_function="gelu_pytorch_tanh", dropout=0.1),
                            defaults("train", lr=1e-2, batch_size=64, max_epochs=2, patience=2, seed=0),
                            torch.device("cpu"))
     prompts = torch.from_numpy(sequences.last_items(USERS, 12, side="left"))

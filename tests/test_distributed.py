@@ -110,7 +110,8 @@ distributed.stop()
 
 def tiny_setup(folder: Path):
     torch.manual_seed(0)
-    model = gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.0)).eval()
+    model = gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                               activation_function="gelu_pytorch_tanh", dropout=0.0)).eval()
     sequences, _ = cyclic_walks(23, NUM_ITEMS, seed=1)
     users = np.array([5, 0, 22, 3, 17, 9, 11, 1, 14])  # not in id order, an odd count
     config = defaults("generation", horizon=5, num_beams=2, temperature=0.8, top_k=0, num_sequences=4, seed=7,

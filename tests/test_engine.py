@@ -21,7 +21,8 @@ WINDOW = 18  # prompt width; n_positions 24 leaves room for the horizon
 
 def tiny_model():
     torch.manual_seed(0)
-    params = gm.ModelParams(n_positions=24, n_embd=16, n_layer=2, n_head=2, dropout=0.1)
+    params = gm.ModelParams(n_positions=24, n_embd=16, n_layer=2, n_head=2,
+                            activation_function="gelu_pytorch_tanh", dropout=0.1)
     return gm.build(NUM_ITEMS, params).eval()
 
 

@@ -45,7 +45,8 @@ def test_check_says_the_estimate_or_stops_with_the_advice(monkeypatch, capsys):
 
 def fit(params, **patches):
     torch.manual_seed(0)
-    model = gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.3))
+    model = gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                               activation_function="gelu_pytorch_tanh", dropout=0.3))
     data = training.Data(SEQUENCES, NUM_ITEMS, np.arange(60), TARGETS)
     matrix = gm.training_matrix(SEQUENCES, 16)
     result = training.fit(model, matrix, gm.train_epoch, gm.scorer, data, params, CPU, lr_label="train.lr",
@@ -78,7 +79,8 @@ def test_generation_probe_counts_the_shared_draws():
 
 def test_generation_probe_estimates_from_one_batch(monkeypatch):
     torch.manual_seed(0)
-    model = gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.0)).eval()
+    model = gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                               activation_function="gelu_pytorch_tanh", dropout=0.0)).eval()
     config = defaults("generation", horizon=3, temperature=[0.2, 0.5], top_k=[0], num_sequences=[2, 4],
                       batch_size=16, device="cpu")
     users = np.arange(60)
@@ -96,7 +98,8 @@ def test_the_strategy_stage_stops_before_tuning_over_the_limit(monkeypatch):
     from stages.recommend import say_time
     from genrec.distributed import Group
     torch.manual_seed(0)
-    model = gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.0)).eval()
+    model = gm.build(NUM_ITEMS, gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                               activation_function="gelu_pytorch_tanh", dropout=0.0)).eval()
     rows = [(u, int(i), t) for u in range(60) for t, i in
             enumerate(SEQUENCES.items[SEQUENCES.indptr[u]:SEQUENCES.indptr[u + 1]])]
     train = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])

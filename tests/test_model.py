@@ -13,7 +13,8 @@ from genrec.model import ModelParams
 from genrec.sequences import UserSequences
 from helpers import defaults
 
-TINY = ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.1)
+TINY = ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                   activation_function="gelu_pytorch_tanh", dropout=0.1)
 NUM_ITEMS = 40
 
 
@@ -44,6 +45,22 @@ def test_build_config():
     assert model.config.n_positions == 16 and model.config.n_embd == 16
     assert model.config.n_layer == 1 and model.config.n_head == 2
     assert model.config.resid_pdrop == model.config.embd_pdrop == model.config.attn_pdrop == 0.1
+
+
+def test_both_activations_are_gpt2s_tanh_gelu():
+    """gelu_pytorch_tanh (torch's fused kernel) computes gelu_new (Hugging Face's six passes): the
+    same weights from the same seed, the same logits to rounding."""
+    items = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6], [0, 0, 0, 2, 7, 1, 8, 2]])
+    models = {}
+    for activation in ("gelu_new", "gelu_pytorch_tanh"):
+        torch.manual_seed(0)
+        models[activation] = gm.build(NUM_ITEMS, TINY.model_copy(update={"activation_function": activation})).eval()
+    new, fused = models["gelu_new"], models["gelu_pytorch_tanh"]
+    assert type(new.transformer.h[0].mlp.act).__name__ == "NewGELUActivation"
+    assert type(fused.transformer.h[0].mlp.act).__name__ == "GELUTanh"
+    assert all(torch.equal(a, b) for a, b in zip(new.state_dict().values(), fused.state_dict().values()))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(input_ids=items).logits, new(input_ids=items).logits, rtol=1e-5, atol=1e-5)
 
 
 # --- save / load ---------------------------------------------------------------------------------

@@ -73,8 +73,8 @@ def read_train(**changes):
 
 
 @pytest.mark.parametrize("section, message", [
-    (section_values("train", foo=1), "unknown key(s) train.foo; known keys are batch_size, device, lr, "
-                                     "max_epochs, patience, precision, processes, seed, step"),
+    (section_values("train", foo=1), "unknown key(s) train.foo; known keys are batch_size, device, dropout_masks, "
+                                     "lr, max_epochs, patience, precision, processes, seed, step"),
     ({k: v for k, v in section_values("train").items() if k != "lr"}, "train.lr is missing"),
     (section_values("train", lr=-1), "train.lr must be greater than 0, got -1"),
     (section_values("train", lr="5"), "train.lr must be a number, got '5'"),  # a string is not a number

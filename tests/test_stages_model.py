@@ -34,10 +34,12 @@ def assert_clear_error(result: subprocess.CompletedProcess, parameter: str) -> N
 @pytest.mark.parametrize("overrides, parameter", [
     ({"model": {"n_embd": 65, "n_head": 2}}, "model.n_embd"),
     ({"model": {"dropout": 1.5}}, "model.dropout"),
+    ({"model": {"activation_function": "relu"}}, "model.activation_function"),
     ({"train": {"lr": 0}}, "train.lr"),
     ({"train": {"batch_size": -1}}, "train.batch_size"),
     ({"train": {"device": "cuda:7" if not __import__("torch").cuda.is_available() else "tpu"}}, "train.device"),
     ({"train": {"patiense": 3}}, "train.patiense"),
+    ({"train": {"dropout_masks": "fastest"}}, "train.dropout_masks"),
 ])
 def test_train_stage_rejects_bad_params_before_reading_data(tmp_path, overrides, parameter):
     # No data/split exists here: the error must come from the params check, before any work.

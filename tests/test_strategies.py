@@ -23,7 +23,8 @@ N_POSITIONS = 16  # the prompt window is 16 - 5 = 11
 
 def tiny_model():
     torch.manual_seed(0)
-    params_ = gm.ModelParams(n_positions=N_POSITIONS, n_embd=16, n_layer=1, n_head=2, dropout=0.1)
+    params_ = gm.ModelParams(n_positions=N_POSITIONS, n_embd=16, n_layer=1, n_head=2,
+                             activation_function="gelu_pytorch_tanh", dropout=0.1)
     return gm.build(NUM_ITEMS, params_).eval()
 
 

@@ -14,21 +14,22 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from genrec import dropout, training
 from genrec import model as gm
-from genrec import training
 from genrec.errors import UserError
 from genrec.sequences import UserSequences
 from genrec.training import Data, TrainParams
 from helpers import cyclic_walks, defaults, run_stage
 
 NUM_ITEMS = 30
-TINY = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.0)
+TINY = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                      activation_function="gelu_pytorch_tanh", dropout=0.0)
 
 
 def tiny_model(seed: int = 0, dropout: float = 0.0, n_positions: int = 16):
     torch.manual_seed(seed)
     return gm.build(NUM_ITEMS, gm.ModelParams(n_positions=n_positions, n_embd=16, n_layer=1, n_head=2,
-                                              dropout=dropout))
+                                              activation_function="gelu_pytorch_tanh", dropout=dropout))
 
 
 def cyclic_data(num_users: int = 60, seed: int = 0):
@@ -203,7 +204,8 @@ def test_max_epochs_bounds_training(monkeypatch):
 
 def test_same_seed_same_history():
     def run(seed):
-        model_params = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2, dropout=0.1)  # dropout draws too
+        model_params = gm.ModelParams(n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                      activation_function="gelu_pytorch_tanh", dropout=0.1)  # dropout draws too
         model, result = gm.fit(data(), model_params,
                                defaults("train", lr=1e-2, batch_size=16, max_epochs=2, patience=2, seed=seed), CPU)
         return [(e.train["loss"], e.ndcg, e.hit_rate) for e in result.history], result.best_state
@@ -214,6 +216,34 @@ def test_same_seed_same_history():
     assert all(torch.equal(state[n], state2[n]) for n in state)
     other, _ = run(1)
     assert other != first  # the seed drives the shuffling and the dropout
+
+
+def test_gpt2_takes_the_fast_masks_on_a_cpu_and_saves_a_plain_gpt2(tmp_path, monkeypatch):
+    model_params = TINY.model_copy(update={"dropout": 0.3})
+    params = defaults("train", lr=1e-2, batch_size=16, max_epochs=2, patience=2, seed=0)
+    assert params.dropout_masks == "auto"  # params.yaml's: the fast masks on a CPU
+    fast, fast_result = gm.fit(data(), model_params, params, CPU)
+    exact, exact_result = gm.fit(data(), model_params, params.model_copy(update={"dropout_masks": "torch"}), CPU)
+    assert any(isinstance(m, dropout.FastDropout) for m in fast.modules())
+    assert not any(isinstance(m, dropout.FastDropout) for m in exact.modules())
+    assert fast.config._attn_implementation == dropout.HF_ATTENTION  # attention's dropout takes them too
+    assert fast_result.history[0].train["loss"] != exact_result.history[0].train["loss"]  # other draws
+
+    # What the stage saves is a plain GPT-2: Hugging Face's attention and dropout when loaded.
+    fast.save_pretrained(tmp_path)
+    assert "genrec" not in (tmp_path / "config.json").read_text()
+    loaded = gm.load(tmp_path, CPU)
+    assert loaded.config._attn_implementation != dropout.HF_ATTENTION
+    assert not any(isinstance(m, dropout.FastDropout) for m in loaded.modules())
+    items = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8, 0, 0]])
+    with torch.no_grad():
+        expected = loaded(input_ids=items, attention_mask=(items != 0).long()).logits
+        torch.testing.assert_close(fast.eval()(input_ids=items, attention_mask=(items != 0).long()).logits, expected,
+                                   rtol=1e-5, atol=1e-5)
+        # Masks that keep every unit make training mode the eval-mode network: only the draws differ.
+        monkeypatch.setattr(dropout, "fast_dropout", lambda x, p, training=True: x)
+        torch.testing.assert_close(fast.train()(input_ids=items, attention_mask=(items != 0).long()).logits,
+                                   expected, rtol=1e-5, atol=1e-5)
 
 
 # --- the train stage -----------------------------------------------------------------------------
@@ -228,9 +258,10 @@ def write_split(folder: Path) -> None:
     pd.DataFrame({"user_id": USERS, "item_id": TARGETS, "position": 0}).to_parquet(split / "test.parquet")
     (split / "meta.json").write_text(json.dumps({"num_users": SEQUENCES.num_users, "num_items": NUM_ITEMS}))
     (folder / "params.yaml").write_text(yaml.safe_dump({
-        "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1},
+        "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1,
+                  "activation_function": "gelu_pytorch_tanh"},
         "train": {"lr": 0.01, "batch_size": 16, "max_epochs": 1, "patience": 1, "seed": 42, "device": "cpu",
-                  "processes": 1, "precision": "fp32", "step": "auto"},
+                  "processes": 1, "precision": "fp32", "step": "auto", "dropout_masks": "auto"},
     }))
 
 

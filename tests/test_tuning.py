@@ -51,7 +51,7 @@ CONFIG = defaults("generation", horizon=HORIZON, temperature=[0.3, 1.0, 3.0], to
 def tiny_model():
     torch.manual_seed(0)
     return gm.build(NUM_ITEMS, gm.ModelParams(n_positions=N_POSITIONS, n_embd=16, n_layer=1, n_head=2,
-                                              dropout=0.0)).eval()
+                                              activation_function="gelu_pytorch_tanh", dropout=0.0)).eval()
 
 
 MODEL = tiny_model()

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
 from genrec import training
-from genrec.baselines.common import (TransformerParams, fast_masks, fit_then_recommend, fit_transformer,
-                                     trim_left, use_fast_dropout)
+from genrec.baselines.common import TransformerParams, fit_then_recommend, fit_transformer, trim_left
+from genrec.dropout import fast_masks, use_fast_dropout
 from genrec.distributed import SINGLE, Group
 from genrec.params import Fraction
 from genrec.ranking import PADDING

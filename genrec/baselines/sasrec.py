@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrec import training
-from genrec.baselines.common import (TransformerParams, fast_dropout, fast_masks, fit_then_recommend,
-                                     fit_transformer, trim_left, use_fast_dropout)
+from genrec.baselines.common import TransformerParams, fit_then_recommend, fit_transformer, trim_left
+from genrec.dropout import fast_dropout, fast_masks, use_fast_dropout
 from genrec.distributed import SINGLE, Group
 from genrec.ranking import PADDING
 from genrec.training import Data, EpochResult, TrainResult
