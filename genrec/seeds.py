@@ -7,6 +7,13 @@
 ``table`` reads ``dvc exp show --json`` and prints (and writes) each method's test NDCG@10,
 mean ± standard deviation over the experiments named ``seed-<n>``. The split stays fixed, so
 the spread is that of training and sampling, the noise a strategy comparison has to beat.
+
+To see whether a change of params moves a result beyond that noise, queue the same seeds
+with it under another name and compare the two tables:
+
+    python -m genrec.seeds queue 1 2 3 4 5 --name lr-3e-4- -S train.lr=0.0003
+    dvc exp run --run-all
+    python -m genrec.seeds table --name lr-3e-4-
 """
 
 from __future__ import annotations
@@ -28,11 +35,18 @@ SEED_PARAMS = ("train.seed", "generation.seed", "bpr.seed", "sasrec.seed", "bert
 PREFIX = "seed-"
 
 
-def queue(seeds: list[int]) -> None:
+def queue(seeds: list[int], prefix: str = PREFIX, settings: tuple[str, ...] = ()) -> None:
+    """One queued experiment per seed, named ``<prefix><seed>``, with ``settings`` (``-S``
+    values, as ``dvc exp run`` takes them) on top of the seeds."""
+    for setting in settings:
+        if "=" not in setting or setting.split("=", 1)[0] in SEED_PARAMS:
+            raise UserError(f"-S {setting}: give KEY=VALUE for a key other than the seeds, such as -S train.lr=0.0003")
     for seed in seeds:
-        command = ["dvc", "exp", "run", "--queue", "--name", f"{PREFIX}{seed}"]
+        command = ["dvc", "exp", "run", "--queue", "--name", f"{prefix}{seed}"]
         for key in SEED_PARAMS:
             command += ["-S", f"{key}={seed}"]
+        for setting in settings:
+            command += ["-S", setting]
         print(" ".join(command), flush=True)
         if subprocess.run(command).returncode != 0:
             raise UserError(f"queuing the experiment for seed {seed} failed (see dvc's message above)")
@@ -53,11 +67,11 @@ def experiments(shown: Any) -> Iterator[tuple[str, dict]]:
             yield from experiments(shown.get(key))
 
 
-def ndcg_by_seed(shown: Any, metric: str = "ndcg@10") -> dict[str, dict[str, float]]:
-    """{experiment name: {method: test metric}} for the ``seed-<n>`` experiments."""
+def ndcg_by_seed(shown: Any, metric: str = "ndcg@10", prefix: str = PREFIX) -> dict[str, dict[str, float]]:
+    """{experiment name: {method: test metric}} for the ``<prefix><n>`` experiments."""
     table = {}
     for name, data in experiments(shown):
-        if not name.startswith(PREFIX):
+        if not (name.startswith(prefix) and name[len(prefix):].isdigit()):
             continue
         methods = {}
         for path, content in (data.get("metrics") or {}).items():
@@ -70,12 +84,13 @@ def ndcg_by_seed(shown: Any, metric: str = "ndcg@10") -> dict[str, dict[str, flo
     return table
 
 
-def summary(table: dict[str, dict[str, float]]) -> str:
+def summary(table: dict[str, dict[str, float]], prefix: str = PREFIX) -> str:
     if not table:
-        raise UserError("no finished experiments named seed-<n>: queue them with "
-                        "'python -m genrec.seeds queue 1 2 3' and run 'dvc exp run --run-all' first")
+        name = "" if prefix == PREFIX else f" --name {prefix}"
+        raise UserError(f"no finished experiments named {prefix}<n>: queue them with "
+                        f"'python -m genrec.seeds queue 1 2 3{name}' and run 'dvc exp run --run-all' first")
     methods = list(dict.fromkeys(m for values in table.values() for m in values))
-    names = sorted(table, key=lambda n: int(n[len(PREFIX):]) if n[len(PREFIX):].isdigit() else n)
+    names = sorted(table, key=lambda n: int(n[len(prefix):]))
     lines = [f"Test NDCG@10 over {len(names)} seeds ({', '.join(names)}): mean ± standard deviation (ddof 1)",
              "", "| method | mean ± sd | min | max | " + " | ".join(names) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(names)]
@@ -93,12 +108,16 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     queued = commands.add_parser("queue", help="queue one experiment per seed")
     queued.add_argument("seeds", nargs="+", type=int)
+    queued.add_argument("-S", "--set-param", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params.yaml value for every seed's experiment, as dvc exp run -S takes it")
     shown = commands.add_parser("table", help="mean ± sd of each method's test NDCG@10 over the seed experiments")
+    for command in (queued, shown):
+        command.add_argument("--name", default=PREFIX, help=f"the experiments' names before the seed (default {PREFIX})")
     shown.add_argument("--out", type=Path, help="also write the table to this file")
     shown.add_argument("--rev", help="the commit the experiments were queued from (default: HEAD)")
     args = parser.parse_args()
     if args.command == "queue":
-        queue(args.seeds)
+        queue(args.seeds, args.name, tuple(args.settings))
         return
     if args.out:
         check_output(args.out, "--out")
@@ -106,7 +125,7 @@ def main() -> None:
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise UserError(f"'dvc exp show --json' failed: {result.stderr.strip().splitlines()[-1:]}")
-    text = summary(ndcg_by_seed(json.loads(result.stdout)))
+    text = summary(ndcg_by_seed(json.loads(result.stdout), prefix=args.name), args.name)
     if args.out:
         with atomic_path(args.out) as tmp:
             tmp.write_text(text)
