@@ -46,7 +46,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     # One pass makes the scaled mask and one applies it, forward and backward, where
     # ``x * keep * scale`` takes three forward (bool to float, then two products) and two
     # backward: 1.3x on BERT4Rec's attention weights. The same bits: x * 1 * s and x * 0 * s
-    # round as x * s and x * 0 (tests/test_baselines.py).
+    # round as x * s and x * 0 (tests/test_dropout.py).
     return x * torch.where(keep, torch.tensor(scale, dtype=x.dtype, device=x.device),
                            torch.tensor(0.0, dtype=x.dtype, device=x.device))
 

@@ -30,7 +30,7 @@ PARAMS = {
     "model": {"n_positions": 16, "n_embd": 16, "n_layer": 1, "n_head": 2, "dropout": 0.1,
               "activation_function": "gelu_pytorch_tanh"},
     "train": {"lr": 0.01, "batch_size": 16, "max_epochs": 2, "patience": 2, "seed": 42, "device": "cpu",
-              "processes": 1, "precision": "fp32", "step": "auto", "dropout_masks": "auto"},
+              "processes": 1, "precision": "fp32", "step": "auto", "dropout_masks": "torch"},
     "evaluation": {"k": 5},
     "generation": {"num_beams": 2, "temperature": 0.5, "top_k": 0, "num_sequences": 3, "seed": 42,
                    "batch_size": 4, "device": "cpu", "processes": 1},
