@@ -163,6 +163,12 @@ def fit(data: Data, model_params: ModelParams, params: TrainParams, device: torc
                                objective=(StaticNextItemLoss if static else NextItemLoss)(model), group=group)
 
 
+def save(model: GPT2LMHeadModel, path: str | Path) -> None:
+    """Write ``model`` as ``load`` reads it: safetensors weights and config.json (``MODEL``)."""
+    transformers.utils.logging.disable_progress_bar()  # a bar for writing one shard is noise
+    model.save_pretrained(path)
+
+
 def load(path: str | Path, device: torch.device, stage: str = "train") -> GPT2LMHeadModel:
     """The GPT-2 that ``stage`` saved in ``path``; a missing or damaged one is one line."""
     path = Path(path)

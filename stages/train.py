@@ -41,7 +41,7 @@ def main() -> None:
                 LearningCurves(live_dir, train_params.max_epochs, "train GPT-2") as curves:
             model, result = gpt2.fit(data, model_params, train_params, group.device, on_epoch=curves.log, group=group)
             curves.summarize(result)
-            model.save_pretrained(out)  # safetensors weights + config.json
+            gpt2.save(model, out)
     finally:
         distributed.stop()
     processes = f" on {group.world} processes" if group.world > 1 else ""

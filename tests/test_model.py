@@ -65,9 +65,11 @@ def test_both_activations_are_gpt2s_tanh_gelu():
 
 # --- save / load ---------------------------------------------------------------------------------
 
-def test_save_load_round_trip(tmp_path):
+def test_save_load_round_trip(tmp_path, capfd):
     model = tiny_model()
-    model.save_pretrained(tmp_path / "model")
+    gm.save(model, tmp_path / "model")
+    assert sorted(path.name for path in (tmp_path / "model").iterdir()) == sorted(gm.MODEL)
+    assert capfd.readouterr().err == ""  # no progress bar in the stage's output
     loaded = gm.load(tmp_path / "model", torch.device("cpu"))
     assert not loaded.training  # ready for inference: dropout off
     items = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
