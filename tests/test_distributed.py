@@ -116,7 +116,7 @@ def tiny_setup(folder: Path):
     users = np.array([5, 0, 22, 3, 17, 9, 11, 1, 14])  # not in id order, an odd count
     config = defaults("generation", horizon=5, num_beams=2, temperature=0.8, top_k=0, num_sequences=4, seed=7,
                       batch_size=2, device="cpu", processes=2)
-    model.save_pretrained(folder / "model")
+    gm.save(model, folder / "model")
     np.savez(folder / "data.npz", indptr=sequences.indptr, items=sequences.items, users=users)
     (folder / "params.json").write_text(config.model_dump_json())
     return model, sequences, users, config

@@ -230,7 +230,7 @@ def test_gpt2_takes_the_fast_masks_on_a_cpu_and_saves_a_plain_gpt2(tmp_path, mon
     assert fast_result.history[0].train["loss"] != exact_result.history[0].train["loss"]  # other draws
 
     # What the stage saves is a plain GPT-2: Hugging Face's attention and dropout when loaded.
-    fast.save_pretrained(tmp_path)
+    gm.save(fast, tmp_path)
     assert "genrec" not in (tmp_path / "config.json").read_text()
     loaded = gm.load(tmp_path, CPU)
     assert loaded.config._attn_implementation != dropout.HF_ATTENTION

@@ -116,7 +116,7 @@ def test_grid_order_and_single_values():
 def folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tuning")
     model = tiny_model()
-    model.save_pretrained(folder / "model")
+    gm.save(model, folder / "model")
     split = folder / "split"
     split.mkdir()
     TRAIN.to_parquet(split / "train.parquet", index=False)
