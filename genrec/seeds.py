@@ -14,6 +14,9 @@ with it under another name and compare the two tables:
     python -m genrec.seeds queue 1 2 3 4 5 --name lr-3e-4- -S train.lr=0.0003
     dvc exp run --run-all
     python -m genrec.seeds table --name lr-3e-4-
+
+Seeds queued from several commits (more seeds added after a commit) go in one table with
+``--rev`` once per commit: ``table --rev 09bdeda --rev HEAD``.
 """
 
 from __future__ import annotations
@@ -79,8 +82,12 @@ def ndcg_by_seed(shown: Any, metric: str = "ndcg@10", prefix: str = PREFIX) -> d
             method = Path(path).stem
             if Path(path).parent == Path("metrics") and metric in values:
                 methods[method] = values[metric]
-        if methods:  # a queued, running or failed experiment has no metrics yet
-            table[name] = methods
+        if not methods:  # a queued, running or failed experiment has no metrics yet
+            continue
+        if name in table:
+            raise UserError(f"two finished experiments are named {name} (queued from two of the --rev commits): "
+                            f"give those commits' seeds separate tables, or remove one with 'dvc exp remove'")
+        table[name] = methods
     return table
 
 
@@ -91,7 +98,7 @@ def summary(table: dict[str, dict[str, float]], prefix: str = PREFIX) -> str:
                         f"'python -m genrec.seeds queue 1 2 3{name}' and run 'dvc exp run --run-all' first")
     methods = list(dict.fromkeys(m for values in table.values() for m in values))
     names = sorted(table, key=lambda n: int(n[len(prefix):]))
-    lines = [f"Test NDCG@10 over {len(names)} seeds ({', '.join(names)}): mean ± standard deviation (ddof 1)",
+    lines = [f"Test NDCG@10 over {len(names)} seed{'s' * (len(names) > 1)} ({', '.join(names)}): mean ± standard deviation (ddof 1)",
              "", "| method | mean ± sd | min | max | " + " | ".join(names) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(names)]
     for method in methods:
@@ -114,14 +121,15 @@ def main() -> None:
     for command in (queued, shown):
         command.add_argument("--name", default=PREFIX, help=f"the experiments' names before the seed (default {PREFIX})")
     shown.add_argument("--out", type=Path, help="also write the table to this file")
-    shown.add_argument("--rev", help="the commit the experiments were queued from (default: HEAD)")
+    shown.add_argument("--rev", action="append", default=[],
+                       help="a commit the experiments were queued from (default: HEAD); once per commit")
     args = parser.parse_args()
     if args.command == "queue":
         queue(args.seeds, args.name, tuple(args.settings))
         return
     if args.out:
         check_output(args.out, "--out")
-    result = subprocess.run(["dvc", "exp", "show", "--json", *(["--rev", args.rev] if args.rev else [])],
+    result = subprocess.run(["dvc", "exp", "show", "--json", *(f"--rev={rev}" for rev in args.rev)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise UserError(f"'dvc exp show --json' failed: {result.stderr.strip().splitlines()[-1:]}")

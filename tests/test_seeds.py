@@ -3,8 +3,10 @@ seed table from `dvc exp show --json` (on a toy pipeline, so it takes seconds, n
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +62,26 @@ def test_queue_run_and_table(tmp_path):
     assert "over 2 seeds (scaled-2, scaled-3)" in scaled
     assert "| topk | 0.5000 ± 0.1414 | 0.4000 | 0.6000 | 0.4000 | 0.6000 |" in scaled
     assert "| rra | 0.0275 ± 0.0078 |" in scaled  # what the change does not touch stays
+
+    # More seeds after a commit: the table gathers the experiments of every --rev.
+    first = run(["git", "rev-parse", "HEAD"], tmp_path).stdout.strip()
+    (tmp_path / "notes.md").write_text("a commit after the first seeds\n")
+    run(["git", "add", "notes.md"], tmp_path)
+    run(["git", "commit", "-qm", "notes"], tmp_path)
+    run([sys.executable, "-m", "genrec.seeds", "queue", "4"], tmp_path)
+    run(["dvc", "exp", "run", "--run-all"], tmp_path)
+    assert "over 1 seed (seed-4)" in run([sys.executable, "-m", "genrec.seeds", "table"], tmp_path).stdout
+    both = run([sys.executable, "-m", "genrec.seeds", "table", "--rev", first, "--rev", "HEAD"], tmp_path).stdout
+    assert "over 3 seeds (seed-2, seed-3, seed-4)" in both
+    assert "| topk | 0.3000 ± 0.1000 | 0.2000 | 0.4000 | 0.2000 | 0.3000 | 0.4000 |" in both
+    # The same seed finished from two of the commits: which one belongs in the table is the user's call.
+    run([sys.executable, "-m", "genrec.seeds", "queue", "2"], tmp_path)
+    run(["dvc", "exp", "run", "--run-all"], tmp_path)
+    twice = subprocess.run([sys.executable, "-m", "genrec.seeds", "table", "--rev", first, "--rev", "HEAD"],
+                           capture_output=True, text=True, cwd=tmp_path,
+                           env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert twice.returncode == 2 and "Traceback" not in twice.stderr
+    assert twice.stderr.startswith("error: two finished experiments are named seed-2")
 
 
 def test_table_without_seed_experiments_is_a_clear_error():
