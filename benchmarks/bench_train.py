@@ -11,8 +11,8 @@ Each row runs in a fresh process with params.yaml's settings (``--params`` names
 ``--json`` also writes the rows, unrounded). A variant runs on the models it applies to:
 
 - today: the stage's training as params.yaml sets it (``step`` auto: on a CPU the exact
-  step, on CUDA the graphs step; ``dropout_masks`` torch for GPT-2, auto for SASRec and
-  BERT4Rec: the fast masks on a CPU, torch's on CUDA).
+  step, on CUDA the graphs step; ``dropout_masks`` auto: the fast masks on a CPU, torch's
+  on CUDA).
 - exact: ``step: exact``, ``dropout_masks: torch``: the exact path of the runs before either
   (GPT-2 with params.yaml's activation; with ``gelu-new``'s too, give ``--params`` a copy
   that sets ``model.activation_function: gelu_new``).

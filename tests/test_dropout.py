@@ -69,8 +69,8 @@ def test_use_fast_dropout_replaces_every_dropout_of_a_hugging_face_model():
 
 def test_auto_masks_are_fast_on_a_cpu_and_torchs_on_cuda():
     params = defaults("sasrec")
-    assert params.dropout_masks == "auto"  # params.yaml's for SASRec and BERT4Rec; GPT-2's is torch
-    assert defaults("train").dropout_masks == "torch"
+    assert params.dropout_masks == "auto"  # params.yaml's for SASRec, BERT4Rec and GPT-2
+    assert defaults("train").dropout_masks == defaults("bert4rec").dropout_masks == "auto"
     assert gd.fast_masks(params, CPU) and not gd.fast_masks(params, torch.device("cuda"))
     assert gd.fast_masks(params.model_copy(update={"dropout_masks": "fast"}), torch.device("cuda"))
     assert not gd.fast_masks(params.model_copy(update={"dropout_masks": "torch"}), CPU)
