@@ -98,7 +98,8 @@ def summary(table: dict[str, dict[str, float]], prefix: str = PREFIX) -> str:
                         f"'python -m genrec.seeds queue 1 2 3{name}' and run 'dvc exp run --run-all' first")
     methods = list(dict.fromkeys(m for values in table.values() for m in values))
     names = sorted(table, key=lambda n: int(n[len(prefix):]))
-    lines = [f"Test NDCG@10 over {len(names)} seed{'s' * (len(names) > 1)} ({', '.join(names)}): mean ± standard deviation (ddof 1)",
+    seeds = f"{len(names)} seed{'s' if len(names) > 1 else ''}"
+    lines = [f"Test NDCG@10 over {seeds} ({', '.join(names)}): mean ± standard deviation (ddof 1)",
              "", "| method | mean ± sd | min | max | " + " | ".join(names) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(names)]
     for method in methods:
