@@ -67,8 +67,8 @@ def test_every_variant_trains_and_today_is_the_stage(tmp_path):
     for key, row in small.items():
         assert row["epoch"] > 0 and row["rate"] > 0 and row["peak_gb"] > 0, key
         assert 1 <= row["epochs"] <= 2 and 0 < row["ndcg"] <= 1, key
-    # On a CPU params.yaml's auto is the exact step, with torch's masks for GPT-2 and the fast
-    # ones for SASRec and BERT4Rec: bit for bit.
+    # On a CPU step auto is the exact step; this test's params (write_split's) give GPT-2 torch's
+    # masks and SASRec and BERT4Rec auto, the fast ones on a CPU: bit for bit.
     assert small[("gpt2", "today")]["ndcg"] == small[("gpt2", "exact")]["ndcg"]
     assert small[("gpt2", "today")]["ndcg"] == small[("gpt2", "default-malloc")]["ndcg"]
     for model in ("sasrec", "bert4rec"):
