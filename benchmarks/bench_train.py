@@ -290,6 +290,7 @@ def large(model_name: str, variant: str, data_file: str, batches: int, val_users
 
     from genrec import params as genrec_params
     from genrec import training
+    from genrec.baselines.common import training_matrix
     from genrec.dropout import fast_masks, use_fast_dropout
     from genrec.sequences import UserSequences
 
@@ -315,14 +316,14 @@ def large(model_name: str, variant: str, data_file: str, batches: int, val_users
         params = with_variant(genrec_params.section(config, model_name, module.Params), variant)
         static, fast = training.graphs_step(params, device), fast_masks(params, device)
         if model_name == "sasrec":
-            model, width = module.SASRec(num_items, params, fast), params.max_len + 1
+            model = module.SASRec(num_items, params, fast)
             objective = (module.StaticNextItemLoss if static else module.NextItemLoss)(model)
         else:
-            model, width = module.build(num_items, params, fast), params.max_len
+            model = module.build(num_items, params, fast)
             objective = (module.StaticMaskedItemLoss if static else module.MaskedItemLoss)(model)
         if variant == "compiled":
             objective = torch.compile(objective, dynamic=True)
-        matrix = torch.from_numpy(sequences.last_items(training.training_users(sequences), width, side="left"))
+        matrix = training_matrix(sequences, module.training_width(params))
         train_epoch = module.static_train_epoch if static else module.train_epoch
     model.to(device)
     warm_batches = 3  # compiling, recording a CUDA graph, first-touch costs: out of the timing

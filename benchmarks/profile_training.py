@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from genrec import params as genrec_params, training  # noqa: E402
+from genrec.baselines.common import training_matrix  # noqa: E402
 from genrec.ranking import PADDING  # noqa: E402
 from genrec.sequences import Split  # noqa: E402
 from genrec.training import Data, TrainParams  # noqa: E402
@@ -48,8 +49,7 @@ def trainer(name: str, data: Data, config: dict, epochs: int):
                 train_params.batch_size)
     baseline = importlib.import_module(f"genrec.baselines.{name}")
     params = genrec_params.section(config, name, baseline.Params).model_copy(update={"max_epochs": epochs})
-    matrix = torch.from_numpy(data.sequences.last_items(training.training_users(data.sequences), params.max_len,
-                                                        side="left"))
+    matrix = training_matrix(data.sequences, baseline.training_width(params))
     return lambda: baseline.fit(data, params, cpu)[0], baseline.scorer, matrix, params.batch_size
 
 

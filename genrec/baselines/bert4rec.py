@@ -172,6 +172,11 @@ def scorer(model: BertForMaskedLM, data: Data, device: torch.device) -> Callable
     return score
 
 
+def training_width(params: Params) -> int:
+    """Items per training row: the last max_len, some of them masked."""
+    return params.max_len
+
+
 def fit(data: Data, params: Params, device: torch.device,
         on_epoch: Callable[[EpochResult], None] = lambda result: None,
         group: Group = SINGLE) -> tuple[BertForMaskedLM, TrainResult]:
@@ -180,7 +185,7 @@ def fit(data: Data, params: Params, device: torch.device,
     return fit_transformer(lambda: build(data.num_items, params, fast_masks(params, device)),
                            StaticMaskedItemLoss if static else MaskedItemLoss,
                            static_train_epoch if static else train_epoch, scorer, data, params, device, on_epoch,
-                           group, width=params.max_len)
+                           group, width=training_width(params))
 
 
 fit_recommend = fit_then_recommend(fit, scorer)

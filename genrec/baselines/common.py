@@ -13,6 +13,7 @@ from genrec.distributed import SINGLE, Group
 from genrec.dropout import DropoutMasks
 from genrec.params import AtLeast1, Dropout, require_multiple
 from genrec import training
+from genrec.sequences import UserSequences
 from genrec.training import Data, EpochResult, LoopParams, TrainResult, recommend, training_users
 
 
@@ -42,6 +43,12 @@ def trim_left(batch: torch.Tensor, padding: int = 0) -> torch.Tensor:
     return batch[:, batch.shape[1] - width:]
 
 
+def training_matrix(sequences: UserSequences, width: int) -> torch.Tensor:
+    """What SASRec and BERT4Rec train on: the last ``width`` items of each user with at least two,
+    left-padded (``width`` from the model's ``training_width``)."""
+    return torch.from_numpy(sequences.last_items(training_users(sequences), width, side="left"))
+
+
 def fit_transformer(build: Callable[[], torch.nn.Module], objective: Callable[[torch.nn.Module], torch.nn.Module],
                     train_epoch: Callable, scorer: Callable, data: Data, params: TransformerParams,
                     device: torch.device, on_epoch: Callable[[EpochResult], None], group: Group,
@@ -53,8 +60,7 @@ def fit_transformer(build: Callable[[], torch.nn.Module], objective: Callable[[t
     model = build().to(device)
     if group.world > 1:  # each rank draws its own dropout; one process keeps the stream it always had
         torch.manual_seed(params.seed + group.rank)
-    matrix = torch.from_numpy(data.sequences.last_items(training_users(data.sequences), width, side="left"))
-    result = training.fit(model, matrix, train_epoch, scorer, data, params, device, on_epoch,
+    result = training.fit(model, training_matrix(data.sequences, width), train_epoch, scorer, data, params, device, on_epoch,
                           f"{params.SECTION}.lr", objective=objective(model), group=group)
     return model, result
 

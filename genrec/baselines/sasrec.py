@@ -189,15 +189,20 @@ def scorer(model: SASRec, data: Data, device: torch.device) -> Callable[[np.ndar
     return score
 
 
+def training_width(params: Params) -> int:
+    """Items per training row: max_len inputs and, shifted by one, their labels."""
+    return params.max_len + 1
+
+
 def fit(data: Data, params: Params, device: torch.device,
         on_epoch: Callable[[EpochResult], None] = lambda result: None,
         group: Group = SINGLE) -> tuple[SASRec, TrainResult]:
     """Train with early stopping; return the model with the best epoch's weights, and the history.
-    Each user's last max_len + 1 items: inputs are [:, :-1], labels [:, 1:]."""
+    Each user's last ``training_width`` items: inputs are [:, :-1], labels [:, 1:]."""
     static = training.graphs_step(params, device)
     return fit_transformer(lambda: SASRec(data.num_items, params, fast_masks(params, device)),
                            StaticNextItemLoss if static else NextItemLoss, static_train_epoch if static else train_epoch,
-                           scorer, data, params, device, on_epoch, group, width=params.max_len + 1)
+                           scorer, data, params, device, on_epoch, group, width=training_width(params))
 
 
 fit_recommend = fit_then_recommend(fit, scorer)
