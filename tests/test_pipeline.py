@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import run_command as run
+from helpers import run_command as run, tool_env
 
 pytestmark = pytest.mark.slow  # stages run as processes: the end-to-end tier
 
@@ -139,7 +138,7 @@ def test_readme_everyday_commands_run_and_stay_readable(repo: Path) -> None:
     commands = readme_commands()
     assert len(commands) == 5
     outputs = {}
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = tool_env()
     for command in commands:
         command = command.replace("@10", "@5")  # the tiny pipeline recommends 5 items
         result = subprocess.run(command, shell=True, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
@@ -171,7 +170,7 @@ def test_an_interrupted_repro_says_so_and_make_restore_brings_everything_back(re
     shutil.copy(ROOT / "Makefile", repo / "Makefile")
     committed = {path: (repo / path).read_bytes() for path in ("data/recs/rra.parquet", "metrics/rra.json",
                                                                "metrics/validation/rra.json", "metrics/tuning/rra.csv")}
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = tool_env()
     # An uncommitted change, as `dvc exp run -S` leaves one; it also keeps the stage busy for
     # seconds after its first progress line, so the Ctrl-C cannot come after the stage's end.
     params = yaml.safe_load((repo / "params.yaml").read_text())

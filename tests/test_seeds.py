@@ -3,14 +3,12 @@ seed table from `dvc exp show --json` (on a toy pipeline, so it takes seconds, n
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from helpers import run_command as run
+from helpers import run_command as run, tool_env
 
 from genrec import seeds
 from genrec.errors import UserError
@@ -79,7 +77,7 @@ def test_queue_run_and_table(tmp_path):
     run(["dvc", "exp", "run", "--run-all"], tmp_path)
     twice = subprocess.run([sys.executable, "-m", "genrec.seeds", "table", "--rev", first, "--rev", "HEAD"],
                            capture_output=True, text=True, cwd=tmp_path,
-                           env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+                           env=tool_env())
     assert twice.returncode == 2 and "Traceback" not in twice.stderr
     assert twice.stderr.startswith("error: two finished experiments are named seed-2")
 
