@@ -60,8 +60,8 @@ def fit_transformer(build: Callable[[], torch.nn.Module], objective: Callable[[t
     model = build().to(device)
     if group.world > 1:  # each rank draws its own dropout; one process keeps the stream it always had
         torch.manual_seed(params.seed + group.rank)
-    result = training.fit(model, training_matrix(data.sequences, width), train_epoch, scorer, data, params, device, on_epoch,
-                          f"{params.SECTION}.lr", objective=objective(model), group=group)
+    result = training.fit(model, training_matrix(data.sequences, width), train_epoch, scorer, data, params, device,
+                          on_epoch, f"{params.SECTION}.lr", objective=objective(model), group=group)
     return model, result
 
 
