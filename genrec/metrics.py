@@ -9,10 +9,16 @@ The formulas are those of Microsoft ``recommenders``' ``python_evaluation``:
   IDCG = Σ_{i=1}^{min(K, |rel|)} 1 / log2(i + 1)
 - MAP@K = (1 / min(K, |rel|)) Σ_{hit ranks i} (hits among the first i) / i
 - HR@K = 1 if any hit else 0
+
+and the beyond-accuracy metrics of the lists themselves, against the training data
+(``Catalogue``): coverage (distinct recommended items / training items), entropy in bits of
+how often each item is recommended (``distributional_coverage``), and novelty in bits, the mean
+self-information −log2(share of training users who have the item) of the recommended items.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +67,30 @@ def per_user(recs: np.ndarray, relevant: np.ndarray) -> pd.DataFrame:
         })
 
 
-def summary(recs: np.ndarray, relevant: np.ndarray, num_train_items: int) -> dict[str, float]:
-    """Mean metrics at K plus catalogue coverage and entropy, with flat keys (``ndcg@10``)."""
+@dataclass(frozen=True)
+class Catalogue:
+    """The training data as the beyond-accuracy metrics see it: O(items), never users x items."""
+
+    items: int  # distinct items in the training data: coverage's denominator
+    num_users: int  # training users
+    item_users: np.ndarray  # by item id: training users who have the item (0 for padding and absent ids)
+
+    @classmethod
+    def from_train(cls, train: pd.DataFrame) -> Catalogue:
+        pairs = train[["user_id", "item_id"]].drop_duplicates()
+        ids = pairs["item_id"].to_numpy()
+        item_users = np.bincount(ids, minlength=int(ids.max()) + 1 if len(ids) else 1)
+        return cls(int(np.count_nonzero(item_users)), int(pairs["user_id"].nunique()), item_users)
+
+
+def summary(recs: np.ndarray, relevant: np.ndarray, catalogue: Catalogue) -> dict[str, float]:
+    """Mean metrics at K plus coverage, entropy and novelty, with flat keys (``ndcg@10``)."""
     k = np.asarray(recs).shape[1]
     means = per_user(recs, relevant).mean()
     result = {f"{name}@{k}": float(value) for name, value in means.items()}
-    result["coverage"] = coverage(recs, num_train_items)
-    result["entropy"] = entropy(recs)
+    result["coverage"] = coverage(recs, catalogue.items)
+    result["entropy_bits"] = entropy_bits(recs)
+    result["novelty_bits"] = novelty_bits(recs, catalogue)
     return result
 
 
@@ -77,30 +100,52 @@ def coverage(recs: np.ndarray, num_train_items: int) -> float:
     return float(np.count_nonzero(items != PADDING) / num_train_items)
 
 
-def entropy(recs: np.ndarray) -> float:
-    """Shannon entropy (nats) of how often each item is recommended."""
+def entropy_bits(recs: np.ndarray) -> float:
+    """Shannon entropy in bits (log2) of how often each item is recommended: ``recommenders``'
+    ``distributional_coverage``; log2 of the number of distinct items when all are equally often."""
     _, counts = np.unique(np.asarray(recs), return_counts=True)
     p = counts / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    return float(-(p * np.log2(p)).sum())
 
 
-def per_position(recs: np.ndarray, relevant: np.ndarray) -> pd.DataFrame:
+def novelty_bits(recs: np.ndarray, catalogue: Catalogue) -> float:
+    """Mean over the recommended items of −log2(share of training users who have the item).
+
+    An item no training user has (possible only for an item first seen in held-out data)
+    counts as had by one user, the most novel an item can be. ``recommenders``' ``novelty``
+    divides by the training records instead of the users: its figure is this one plus the
+    constant log2(records / users), the same ordering of methods."""
+    recs = np.asarray(recs)
+    known = np.zeros(max(int(recs.max(initial=0)) + 1, len(catalogue.item_users)), dtype=np.int64)
+    known[:len(catalogue.item_users)] = catalogue.item_users
+    users = np.maximum(known[recs], 1)
+    return float(np.mean(-np.log2(users / catalogue.num_users))) if recs.size else 0.0
+
+
+def per_position(recs: np.ndarray, relevant: np.ndarray, catalogue: Catalogue) -> pd.DataFrame:
     """Metrics against the p-th held-out item alone (``*_at_p``) and the first p items
-    (``*_first_p``), p = 1..n: how far into the future the list predicts."""
-    relevant = np.asarray(relevant)
+    (``*_first_p``), p = 1..n: how far into the future the list predicts; and the lists' own
+    coverage, entropy and novelty at rank p alone and over the first p ranks (None beyond K)."""
+    recs, relevant = np.asarray(recs), np.asarray(relevant)
     rows = []
     for p in range(1, relevant.shape[1] + 1):  # n is the horizon (10): a loop over positions, not users
         single = per_user(recs, relevant[:, p - 1:p])
         first = per_user(recs, relevant[:, :p])
         has_p = relevant[:, p - 1] != PADDING  # global_time users may have fewer than n targets
-        rows.append({
+        row = {
             "position": p,
             "users": int(has_p.sum()),
             "hit_rate_at_p": float(single["hit_rate"][has_p].mean()),
             "ndcg_at_p": float(single["ndcg"][has_p].mean()),
             "ndcg_first_p": float(first["ndcg"].mean()),
             "recall_first_p": float(first["recall"].mean()),
-        })
+        }
+        for label, ranks in (("at_p", recs[:, p - 1:p]), ("first_p", recs[:, :p])):
+            inside = p <= recs.shape[1]
+            row[f"coverage_{label}"] = coverage(ranks, catalogue.items) if inside else None
+            row[f"entropy_bits_{label}"] = entropy_bits(ranks) if inside else None
+            row[f"novelty_bits_{label}"] = novelty_bits(ranks, catalogue) if inside else None
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -114,14 +159,14 @@ def relevant_matrix(targets: pd.DataFrame, users: np.ndarray, n: int) -> np.ndar
     return matrix
 
 
-def evaluate(recs: np.ndarray, users: np.ndarray, test: pd.DataFrame, num_train_items: int
+def evaluate(recs: np.ndarray, users: np.ndarray, test: pd.DataFrame, catalogue: Catalogue
              ) -> tuple[dict[str, float], pd.DataFrame]:
     """Summary metrics and per-position curves of ``recs`` (rows in ``users`` order)
     against the long ``test`` table (``user_id, item_id, position``)."""
     n = int(test["position"].max()) + 1
     relevant = relevant_matrix(test, users, n)
-    result = {"users": int(len(users)), **summary(recs, relevant, num_train_items)}
-    return result, per_position(recs, relevant)
+    result = {"users": int(len(users)), **summary(recs, relevant, catalogue)}
+    return result, per_position(recs, relevant, catalogue)
 
 
 def recommendations_frame(users: np.ndarray, recs: np.ndarray) -> pd.DataFrame:
@@ -185,14 +230,14 @@ def write_results(name: str, users: np.ndarray, recs: np.ndarray, test: pd.DataF
     e.g. the chosen settings), ``<metrics_dir>/positions/<name>.csv`` and, given ``validation``
     = (users, recs, targets), ``<metrics_dir>/validation/<name>.json`` with the same keys.
     Returns the test summary metrics."""
-    num_train_items = train["item_id"].nunique()
+    catalogue = Catalogue.from_train(train)
     check_recommendations(name, users, recs, train)
-    summary, positions = evaluate(recs, users, test, num_train_items)
+    summary, positions = evaluate(recs, users, test, catalogue)
     paths = result_paths(name, recs_path, metrics_dir)[:3]
     if validation is not None:
         val_users, val_recs, val_targets = validation
         check_recommendations(name, val_users, val_recs, train)
-        val_summary, _ = evaluate(val_recs, val_users, val_targets, num_train_items)
+        val_summary, _ = evaluate(val_recs, val_users, val_targets, catalogue)
         paths.append(result_paths(name, recs_path, metrics_dir)[3])
     with atomic_paths(*paths) as tmps:
         recommendations_frame(users, recs).to_parquet(tmps[0], index=False)

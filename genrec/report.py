@@ -80,6 +80,7 @@ def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str
                                      if validation.exists() else None),
             "intervals": {f"{m}@{k}": vars(next(intervals)) for m in INTERVAL_METRICS},
             **{key: value for key, value in summary.items() if key not in ("users", "chosen")},
+            "by_rank": by_rank(metrics_dir, name),
         }
     best = max(names, key=lambda name: methods[name][f"{COMPARED}@{k}"])
     pairs = [(name, reference) for reference in dict.fromkeys([REFERENCE, best]) if reference in names
@@ -93,6 +94,17 @@ def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str
         "p_value": r.p_value, "p_holm": p, "significant": bool(p <= ALPHA),
     } for (a, b), r, p in zip(pairs, results, adjusted)]
     return {"k": k, "best": best, "alpha": ALPHA, "methods": methods, "comparisons": comparisons}
+
+
+BEYOND = ("coverage", "entropy_bits", "novelty_bits")  # the lists' own metrics, reported rank by rank
+
+
+def by_rank(metrics_dir: Path, name: str) -> dict[str, list]:
+    """A method's coverage, entropy and novelty at each list rank p alone (``*_at_p``) and over
+    its first p ranks (``*_first_p``), p = 1..n, from its per-position curves."""
+    curve = position_curves(metrics_dir, name)
+    return {f"{key}_{label}": [None if pd.isna(v) else float(v) for v in curve[f"{key}_{label}"]]
+            for key in BEYOND for label in ("at_p", "first_p")}
 
 
 def _settings(chosen: dict) -> str:
@@ -158,8 +170,11 @@ GLOSSARY = [
     "rank (1 / log2(rank + 1)) and divided by the best possible score, so a perfect list scores 1.",
     "- **Recall@K**: the share of the held-out items that the list holds. **MAP@K**: the mean of the "
     "precision at each hit's rank. **HR@K**: the share of users with at least one hit.",
-    "- **coverage**: distinct recommended items over the items in the training data. **entropy**: "
-    "the Shannon entropy (nats) of how often each item is recommended; higher means more varied lists.",
+    "- **coverage**: distinct recommended items over the items in the training data. **entropy (bits)**: "
+    "the Shannon entropy, log2, of how often each item is recommended; higher means more varied lists "
+    "(log2 of the number of distinct items when all come equally often). **novelty (bits)**: the mean over "
+    "the recommended items of −log2 of the share of training users who have the item; higher means "
+    "less popular items.",
     "- **validation NDCG@K**: the same NDCG on the validation users, with the settings tuning chose there.",
     "- **[low, high]**: the 95% BCa bootstrap interval over the test users. **p**: the two-sided paired "
     "randomization test (each user's difference flipped in sign at random); **p (Holm)**: corrected for "
@@ -186,11 +201,11 @@ def markdown(report: dict) -> str:
         f"NDCG@{k}); the test users were scored once, with them.",
         "",
         f"| method | chosen settings | validation NDCG@{k} | NDCG@{k} | Recall@{k} | MAP@{k} | HR@{k} "
-        "| coverage | entropy |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| coverage | entropy (bits) | novelty (bits) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     best = {key: max(m[key] for m in methods.values())
-            for key in (f"ndcg@{k}", f"recall@{k}", f"map@{k}", f"hit_rate@{k}", "coverage", "entropy")}
+            for key in (f"ndcg@{k}", f"recall@{k}", f"map@{k}", f"hit_rate@{k}", *BEYOND)}
 
     def cell(method: dict, key: str, text: str) -> str:
         return f"**{text}**" if method[key] == best[key] else text
@@ -199,8 +214,10 @@ def markdown(report: dict) -> str:
         val = m[f"validation_ndcg@{k}"]
         cells = [_settings(m["chosen"]), "—" if val is None else f"{val:.4f}"]
         cells += [cell(m, f"{key}@{k}", _ci(m["intervals"][f"{key}@{k}"])) for key in INTERVAL_METRICS]
-        cells += [cell(m, key, f"{m[key]:.4f}") for key in (f"hit_rate@{k}", "coverage", "entropy")]
+        cells += [cell(m, key, f"{m[key]:.4f}") for key in (f"hit_rate@{k}", "coverage")]
+        cells += [cell(m, key, f"{m[key]:.2f}") for key in ("entropy_bits", "novelty_bits")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += rank_table(methods)
     lines += ["", f"## Paired comparisons of NDCG@{k} (same users)", "",
               "Difference = mean over users of (method − reference), with its 95% paired bootstrap "
               "interval; p = two-sided paired randomization test (sign flips, "
@@ -220,12 +237,32 @@ def markdown(report: dict) -> str:
     return "\n".join(lines + GLOSSARY)
 
 
+def rank_table(methods: dict) -> list[str]:
+    """Coverage, entropy and novelty of the lists at ranks 1, the middle and the last, alone and
+    cumulative (the paper's per-position beyond-accuracy figures)."""
+    n = len(next(iter(methods.values()))["by_rank"]["coverage_at_p"])
+    ranks = sorted({1, (n + 1) // 2, n})
+    columns = [(key, label, p) for key, label in (("coverage", "first_p"), ("entropy_bits", "first_p"),
+                                                  ("entropy_bits", "at_p"), ("novelty_bits", "at_p"))
+               for p in ranks]
+    names = {"coverage": "coverage", "entropy_bits": "entropy", "novelty_bits": "novelty"}
+    head = " | ".join(f"{names[key]} {'≤' if label == 'first_p' else '@'}{p}" for key, label, p in columns)
+    lines = ["", "## Beyond accuracy, rank by rank", "",
+             "Coverage and entropy (bits) of the items at the first p ranks of every list (≤p), entropy and "
+             "novelty (bits) of the items at rank p alone (@p).", "",
+             f"| method | {head} |", "|---|" + "---:|" * len(columns)]
+    for name, m in methods.items():
+        values = [m["by_rank"][f"{key}_{label}"][p - 1] for key, label, p in columns]
+        lines.append(f"| {name} | " + " | ".join("—" if v is None else f"{v:.4f}" if key == "coverage" else f"{v:.2f}"
+                                                 for v, (key, _, _) in zip(values, columns)) + " |")
+    return lines
+
+
 def positions(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
     """Every method's per-position curves in one long table (``method`` first): what the
     DVC plots draw, one colour per method."""
     return pd.concat([position_curves(metrics_dir, name).assign(method=name)
-                      for name in names])[["method", "position", "users", "hit_rate_at_p", "ndcg_at_p",
-                                           "ndcg_first_p", "recall_first_p"]]
+                      for name in names])[["method", *POSITION_COLUMNS]]
 
 
 # The trained models' learning-curve folders (dvclive's, under metrics/) and the stage of each.
@@ -259,8 +296,11 @@ def learning_curves(metrics_dir: Path, names: list[str]) -> pd.DataFrame:
 
 def position_curves(metrics_dir: Path, name: str) -> pd.DataFrame:
     """A method's per-position curves, ``<metrics_dir>/positions/<name>.csv``."""
-    return read_table(metrics_dir / "positions" / f"{name}.csv", stage_of(name),
-                      ["position", "users", "hit_rate_at_p", "ndcg_at_p", "ndcg_first_p", "recall_first_p"])
+    return read_table(metrics_dir / "positions" / f"{name}.csv", stage_of(name), list(POSITION_COLUMNS))
+
+
+POSITION_COLUMNS = ("position", "users", "hit_rate_at_p", "ndcg_at_p", "ndcg_first_p", "recall_first_p",
+                    *(f"{key}_{label}" for key in BEYOND for label in ("at_p", "first_p")))
 
 
 def colours(n: int) -> list:

@@ -27,7 +27,7 @@ ESTIMATE_ABOVE = 2e10
 
 
 def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targets: pd.DataFrame,
-         num_train_items: int, config: GenerationParams, show_progress: bool = True, group: Group = SINGLE
+         catalogue: metrics.Catalogue, config: GenerationParams, show_progress: bool = True, group: Group = SINGLE
          ) -> tuple[GenerationParams, pd.DataFrame, np.ndarray]:
     """The chosen setting, the grid with its validation metrics (one row per point, in grid
     order: ``setting`` its values as one label, then each key, ``chosen`` marking the winner)
@@ -42,7 +42,7 @@ def tune(strategy: str, model, sequences: UserSequences, users: np.ndarray, targ
         if index not in shared:
             shared.update(_lists(strategy, model, sequences, users, grid, index, group))
         recs, _ = shared.pop(index)
-        summary, _ = metrics.evaluate(recs, users, targets, num_train_items)
+        summary, _ = metrics.evaluate(recs, users, targets, catalogue)
         rows.append({**point.chosen(strategy), **summary})
         if best is None or summary[key] > rows[best][key]:  # strictly better: ties keep the earlier point
             best, best_recs = index, recs

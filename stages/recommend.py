@@ -37,7 +37,7 @@ def main() -> None:
     split = Split.load(args.split)
     config.check_catalogue(split.num_items)
     sequences, val_users, users = split.sequences, split.validation_users, split.test_users
-    num_train_items = split.train["item_id"].nunique()
+    catalogue = metrics.Catalogue.from_train(split.train)
     check_unseen(sequences, np.concatenate([val_users, users]), split.num_items, config.horizon, "evaluation.k")
     distributed.relaunch("stages.recommend", config.processes, device, "generation.processes")
     group = distributed.start(device)
@@ -45,7 +45,7 @@ def main() -> None:
         model = load(args.model, group.device)
         say_time(strategy, model, split, config, group)
         # Validation users only: the test users are scored once, with the chosen setting.
-        chosen, grid, val_recs = tune(strategy, model, sequences, val_users, split.validation, num_train_items, config,
+        chosen, grid, val_recs = tune(strategy, model, sequences, val_users, split.validation, catalogue, config,
                                       show_progress=group.main, group=group)
         start = time.perf_counter()
         recs, _ = recommend(strategy, model, sequences, users, chosen, group=group,

@@ -91,26 +91,54 @@ def test_k_is_the_number_of_recommendations_at_ten():
     assert row["map"] == pytest.approx((1 / 1 + 2 / 10) / 2)
 
 
-def test_summary_means_coverage_entropy():
-    result = metrics.summary(RECS, RELEVANT, num_train_items=40)
-    assert list(result) == ["ndcg@5", "recall@5", "precision@5", "map@5", "hit_rate@5", "coverage", "entropy"]
+def catalogue(items: int, item_users: dict[int, int] | None = None, users: int = 8) -> metrics.Catalogue:
+    """A training catalogue of ``items`` items (coverage's denominator) and ``users`` users, each
+    item had by the users ``item_users`` says (1 by default)."""
+    counts = np.ones(items + 1, dtype=np.int64)
+    counts[0] = 0
+    for item, n in (item_users or {}).items():
+        counts[item] = n
+    return metrics.Catalogue(items, users, counts)
+
+
+def test_summary_means_coverage_entropy_novelty():
+    result = metrics.summary(RECS, RELEVANT, catalogue(40))
+    assert list(result) == ["ndcg@5", "recall@5", "precision@5", "map@5", "hit_rate@5", "coverage",
+                            "entropy_bits", "novelty_bits"]
     for name in EXPECTED.columns:
         assert result[f"{name}@5"] == pytest.approx(EXPECTED[name].mean())
     # Users 0 and 2 share items 1..5: 20 distinct items of 40.
     assert result["coverage"] == pytest.approx(20 / 40)
     counts = np.array([2] * 5 + [1] * 15)
     p = counts / counts.sum()
-    assert result["entropy"] == pytest.approx(-(p * np.log(p)).sum())
+    assert result["entropy_bits"] == pytest.approx(-(p * np.log2(p)).sum())
+    assert result["novelty_bits"] == pytest.approx(np.log2(8))  # every item had by 1 of the 8 users
     assert all(isinstance(v, float) for v in result.values())
 
 
 def test_coverage_and_entropy_by_hand():
     recs = np.array([[1, 2], [1, 3]])
     assert metrics.coverage(recs, 6) == pytest.approx(0.5)
-    # Frequencies 1/2, 1/4, 1/4: H = 1/2 ln 2 + 2 * 1/4 ln 4 = 1.5 ln 2 nats.
-    assert metrics.entropy(recs) == pytest.approx(1.5 * np.log(2))
-    assert metrics.entropy(np.array([[7], [7]])) == pytest.approx(0.0)
-    assert metrics.entropy(np.array([[1, 2, 3, 4]])) == pytest.approx(np.log(4))
+    # Frequencies 1/2, 1/4, 1/4: H = 1/2 * 1 + 2 * 1/4 * 2 = 1.5 bits.
+    assert metrics.entropy_bits(recs) == pytest.approx(1.5)
+    assert metrics.entropy_bits(np.array([[7], [7]])) == pytest.approx(0.0)
+    assert metrics.entropy_bits(np.array([[1, 2, 3, 4]])) == pytest.approx(2.0)
+
+
+def test_novelty_is_the_mean_self_information_of_the_recommended_items():
+    # 16 training users: item 1 had by 8 (1 bit), item 2 by 4 (2 bits), item 3 by 1 (4 bits).
+    shares = catalogue(3, {1: 8, 2: 4, 3: 1}, users=16)
+    assert metrics.novelty_bits(np.array([[1, 2], [1, 3]]), shares) == pytest.approx((1 + 2 + 1 + 4) / 4)
+    # An item no training user has counts as had by one (and an id beyond the table too).
+    shares = catalogue(3, {1: 8, 2: 0}, users=16)
+    assert metrics.novelty_bits(np.array([[2, 9]]), shares) == pytest.approx(4.0)
+
+
+def test_catalogue_counts_distinct_training_users_per_item():
+    train = pd.DataFrame({"user_id": [1, 1, 1, 2, 3, 3], "item_id": [5, 5, 2, 5, 2, 7]})  # user 1 has item 5 twice
+    found = metrics.Catalogue.from_train(train)
+    assert found.items == 3 and found.num_users == 3
+    assert found.item_users.tolist() == [0, 0, 2, 0, 0, 2, 0, 1]
 
 
 def test_per_position_hand_computed():
@@ -120,9 +148,10 @@ def test_per_position_hand_computed():
         [5, 9, 0],  # only 2 targets (global_time): not counted at position 3
         [1, 2, 3],  # never hit
     ])
-    result = metrics.per_position(recs, relevant)
+    result = metrics.per_position(recs, relevant, catalogue(9))
     assert list(result.columns) == ["position", "users", "hit_rate_at_p", "ndcg_at_p", "ndcg_first_p",
-                                    "recall_first_p"]
+                                    "recall_first_p", "coverage_at_p", "entropy_bits_at_p", "novelty_bits_at_p",
+                                    "coverage_first_p", "entropy_bits_first_p", "novelty_bits_first_p"]
     assert result["position"].tolist() == [1, 2, 3]
     assert result["users"].tolist() == [3, 3, 2]
     r = result.set_index("position")
@@ -143,10 +172,26 @@ def test_per_position_hand_computed():
     idcg3 = 1 / L2 + 1 / L3 + 1 / L4
     assert r.loc[3, "ndcg_first_p"] == pytest.approx(((1 / L2 + 1 / L4) / idcg3 + (1 / L3) / idcg2) / 3)
     assert r.loc[3, "recall_first_p"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    # The lists' own metrics by rank: three distinct items at every rank, 3p in the first p.
+    assert r["coverage_at_p"].tolist() == pytest.approx([3 / 9] * 3)
+    assert r["coverage_first_p"].tolist() == pytest.approx([3 / 9, 6 / 9, 9 / 9])
+    assert r["entropy_bits_at_p"].tolist() == pytest.approx([np.log2(3)] * 3)
+    assert r["entropy_bits_first_p"].tolist() == pytest.approx(np.log2([3, 6, 9]))
+    assert r["novelty_bits_first_p"].tolist() == pytest.approx([3.0] * 3)  # 1 of 8 users each
+
+
+def test_per_position_has_no_list_metrics_beyond_the_lists_length():
+    recs = np.array([[1, 2], [3, 4]])
+    relevant = np.array([[1, 5, 6], [4, 2, 9]])  # three held-out items, lists of two
+    result = metrics.per_position(recs, relevant, catalogue(9))
+    assert result["coverage_first_p"].tolist()[:2] == pytest.approx([2 / 9, 4 / 9])
+    assert result["coverage_first_p"].isna().tolist() == [False, False, True]
+    assert result["novelty_bits_at_p"].isna().tolist() == [False, False, True]
 
 
 def test_per_position_last_equals_summary():
-    result = metrics.per_position(RECS, RELEVANT)
+    result = metrics.per_position(RECS, RELEVANT, catalogue(40))
+    assert result["entropy_bits_first_p"].iloc[4] == pytest.approx(metrics.entropy_bits(RECS))  # p = K: the whole lists
     assert result["ndcg_first_p"].iloc[-1] == pytest.approx(EXPECTED["ndcg"].mean())
     assert result["recall_first_p"].iloc[-1] == pytest.approx(EXPECTED["recall"].mean())
 
@@ -181,7 +226,7 @@ def test_evaluate():
         "item_id": [6, 9, 2, 8, 1],
         "position": [0, 1, 0, 1, 2],
     })
-    result, positions = metrics.evaluate(recs, users, test, num_train_items=12)
+    result, positions = metrics.evaluate(recs, users, test, catalogue(12))
     # User 3: relevant [2, 8, 1], hits at ranks 1 and 2. User 1: relevant [6, 9], hit at rank 3.
     ndcg3 = (1 / L2 + 1 / L3) / (1 / L2 + 1 / L3 + 1 / L4)
     ndcg1 = (1 / L4) / (1 / L2 + 1 / L3)
@@ -192,9 +237,9 @@ def test_evaluate():
     assert result["map@3"] == pytest.approx(((1 + 1) / 3 + (1 / 3) / 2) / 2)
     assert result["hit_rate@3"] == 1.0
     assert result["coverage"] == pytest.approx(6 / 12)
-    assert result["entropy"] == pytest.approx(np.log(6))
+    assert result["entropy_bits"] == pytest.approx(np.log2(6))
     relevant = np.array([[2, 8, 1], [6, 9, 0]])
-    pd.testing.assert_frame_equal(positions, metrics.per_position(recs, relevant))
+    pd.testing.assert_frame_equal(positions, metrics.per_position(recs, relevant, catalogue(12)))
     assert positions["users"].tolist() == [2, 2, 1]
 
 

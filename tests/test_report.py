@@ -133,7 +133,10 @@ def test_the_report_opens_with_its_answer():
     def method(ndcg):
         return {"users": 471, "chosen": {}, "validation_ndcg@10": None, "intervals": {
             f"{m}@10": {"mean": ndcg, "low": ndcg - 0.01, "high": ndcg + 0.01} for m in report.INTERVAL_METRICS},
-            "ndcg@10": ndcg, "recall@10": 0.1, "map@10": 0.1, "hit_rate@10": 0.5, "coverage": 0.3, "entropy": 5.0}
+            "ndcg@10": ndcg, "recall@10": 0.1, "map@10": 0.1, "hit_rate@10": 0.5, "coverage": 0.3,
+            "entropy_bits": 7.2, "novelty_bits": 3.1,
+            "by_rank": {f"{key}_{label}": [0.1 * p for p in range(1, 11)]
+                        for key in report.BEYOND for label in ("at_p", "first_p")}}
     result = {"k": 10, "best": "sasrec", "alpha": 0.05, "methods": {
         "topk": method(0.1553), "beam": method(0.1420), "rra": method(0.1521), "ra": method(0.1456),
         "popularity": method(0.0818), "sasrec": method(0.1570)},
@@ -154,6 +157,11 @@ def test_the_report_opens_with_its_answer():
     assert text.startswith("# Which strategy predicts a user's future best?\n\nOver the next items")
     assert "![How far into the future each list predicts](positions.png)" in text
     assert "## What the columns mean" in text and "- **coverage**: distinct recommended items" in text
+    # The beyond-accuracy metrics in bits, overall and rank by rank (ranks 1, 5 and 10, alone and cumulative).
+    assert "| coverage | entropy (bits) | novelty (bits) |" in text and "| **0.3000** | **7.20** | **3.10** |" in text  # every method ties: all bold
+    assert "## Beyond accuracy, rank by rank" in text
+    assert "| method | coverage ≤1 | coverage ≤5 | coverage ≤10 | entropy ≤1 |" in text
+    assert "| topk | 0.1000 | 0.5000 | 1.0000 | 0.10 | 0.50 | 1.00 | 0.10 | 0.50 | 1.00 | 0.10 | 0.50 | 1.00 |" in text
 
 
 def test_learning_curves_gather_every_trained_model(tmp_path):

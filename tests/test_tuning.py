@@ -55,17 +55,19 @@ def tiny_model():
 
 
 MODEL = tiny_model()
+# Coverage over the NUM_ITEMS items, each had by one of 40 training users.
+CATALOGUE = metrics.Catalogue(NUM_ITEMS, 40, np.r_[0, np.ones(NUM_ITEMS, dtype=np.int64)])
 
 
 @pytest.mark.parametrize("strategy", ["beam", "rra", "sampling"])
 def test_tune_picks_the_first_validation_argmax(strategy):
-    chosen, table, recs = tune(strategy, MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, CONFIG,
+    chosen, table, recs = tune(strategy, MODEL, SEQUENCES, VAL_USERS, VALIDATION, CATALOGUE, CONFIG,
                                show_progress=False)
     grid = CONFIG.grid(strategy)
     assert len(table) == len(grid) and table["chosen"].sum() == 1
     # Every row is the point's validation metrics, computed here directly.
     direct = [metrics.evaluate(recommend(strategy, MODEL, SEQUENCES, VAL_USERS, point)[0], VAL_USERS, VALIDATION,
-                               NUM_ITEMS)[0][f"ndcg@{HORIZON}"] for point in grid]
+                               CATALOGUE)[0][f"ndcg@{HORIZON}"] for point in grid]
     np.testing.assert_allclose(table[f"ndcg@{HORIZON}"], direct)
     best = int(np.argmax(direct))  # numpy's argmax: the first of equal maxima
     assert chosen == grid[best] and table["chosen"].tolist().index(True) == best
@@ -81,11 +83,11 @@ def test_one_draw_serves_the_points_that_differ_in_num_sequences(strategy, monke
     config = CONFIG.model_copy(update={"num_sequences": [3, 6, 1], "top_k": [0, 5]})
     grid = config.grid(strategy)
     direct = [metrics.evaluate(recommend(strategy, MODEL, SEQUENCES, VAL_USERS, point)[0], VAL_USERS, VALIDATION,
-                               NUM_ITEMS)[0] for point in grid]
+                               CATALOGUE)[0] for point in grid]
     draws = []
     sample = engine.sample
     monkeypatch.setattr(engine, "sample", lambda *a, **k: draws.append(k["num_sequences"]) or sample(*a, **k))
-    chosen, table, recs = tune(strategy, MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, config,
+    chosen, table, recs = tune(strategy, MODEL, SEQUENCES, VAL_USERS, VALIDATION, CATALOGUE, config,
                                show_progress=False)
     assert draws == [6] * 6  # 3 temperatures x 2 top_k, one batch of users each
     assert table.drop(columns=["setting", "chosen"]).to_dict("records") == [{**p.chosen(strategy), **d}
@@ -98,7 +100,7 @@ def test_one_draw_serves_the_points_that_differ_in_num_sequences(strategy, monke
 
 def test_ties_go_to_the_earlier_grid_point():
     config = defaults("generation", horizon=HORIZON, num_beams=[2, 2, 2], device="cpu")
-    chosen, table, _ = tune("beam", MODEL, SEQUENCES, VAL_USERS, VALIDATION, NUM_ITEMS, config, show_progress=False)
+    chosen, table, _ = tune("beam", MODEL, SEQUENCES, VAL_USERS, VALIDATION, CATALOGUE, config, show_progress=False)
     assert table["chosen"].tolist() == [True, False, False]
 
 
