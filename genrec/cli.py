@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from genrec.device import keep_freed_memory
-from genrec.errors import UserError
+from genrec.errors import Terminated, UserError, terminated
 from genrec.io import atomic_path, check_output, read_table
 from genrec.recommender import Recommender
 from genrec.strategies import STRATEGIES
@@ -64,6 +66,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help=f"the recommender folder (default: {FOLDER} here or in the "
                                               "repository above this folder)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    search = commands.add_parser("search", help="search a model's params or a strategy's settings (Optuna)",
+                                 description="Run an Optuna study over the ranges of params.yaml's search section "
+                                             "and write the winner into params.yaml (docs/method.md, §6c).")
+    from genrec.search import add_arguments
+    add_arguments(search)
     items = commands.add_parser("items", help="find items (raw ids and titles) by title",
                                 description="List the items whose title holds every word of --search.")
     items.add_argument("--search", required=True, help='words of the title, any case: --search "star wars"')
@@ -92,21 +99,38 @@ def recommender_folder(given: Path | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    guarded(lambda: run(parser().parse_args(argv)))
+
+
+def guarded(command: Callable[[], str], stopped: str = "the command stopped; it writes its output only at the end"
+            ) -> None:
+    """Run ``command`` and print what it returns; a ``UserError`` is one line and exit code 2,
+    Ctrl-C and SIGTERM one line (``stopped`` says what was left) and exit codes 130 and 143,
+    library warnings a line each."""
+    signal.signal(signal.SIGTERM, terminated)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            output = run(parser().parse_args(argv))
+            output = command()
         for warning in caught:
             print(f"warning: {warning.message}", file=sys.stderr)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as interruption:
+        by_term = isinstance(interruption, Terminated)
+        said = getattr(interruption, "message", None) or stopped  # a command's own account of what it left
+        print(f"{'terminated' if by_term else 'interrupted'}: {said}", file=sys.stderr)
+        sys.exit(143 if by_term else 130)
     if output:
         print(output)
 
 
 def run(args: argparse.Namespace) -> str:
     """What to print (nothing when the recommendations went to --output)."""
+    if args.command == "search":
+        from genrec import search  # Optuna and the training code, for this command alone
+        return search.run(args)
     if args.command == "items":
         return find_items(recommender_folder(args.model), args.search)
     settings = {key: getattr(args, key) for key in ("horizon", "temperature", "top_k", "num_sequences", "num_beams",

@@ -26,7 +26,8 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, a scheduler, DVC's own end), handled as Ctrl-C is."""
 
 
-def _terminated(signum: int, frame) -> None:
+def terminated(signum: int, frame) -> None:
+    """A SIGTERM handler: the signal as a ``Terminated`` exception."""
     raise Terminated
 
 
@@ -61,16 +62,16 @@ def stage_main(main: Callable[[], None]) -> Callable[[], None]:
     @functools.wraps(main)
     def wrapper() -> None:
         try:
-            signal.signal(signal.SIGTERM, _terminated)
+            signal.signal(signal.SIGTERM, terminated)
             _end_with_parent()
             main()
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt as interruption:
-            terminated = isinstance(interruption, Terminated)
-            print(interrupted_message(terminated), file=sys.stderr)
-            sys.exit(143 if terminated else 130)
+            by_term = isinstance(interruption, Terminated)
+            print(interrupted_message(by_term), file=sys.stderr)
+            sys.exit(143 if by_term else 130)
         except OSError as error:
             if error.errno != errno.ENOSPC:
                 raise

@@ -57,6 +57,8 @@ class GenerationParams(Section):
     batch_size: AtLeast0 = None  # users per batch; 0: chosen from the available memory
     processes: AtLeast1 = None  # processes sharing the users (torch.distributed); 1: this process alone
     device: str = None  # auto (CUDA when present), cpu or cuda
+    # generation.searched.<strategy>: a search's winner, put in place of the grid by read_params.
+    searched: dict[str, dict[str, Any]] | None = None
 
     @field_validator("temperature")
     @classmethod
@@ -101,7 +103,28 @@ def read_params(values: dict, strategy: str | None = None) -> GenerationParams:
     k = section(values, "evaluation", EvaluationParams).k
     keys = STRATEGIES[strategy].params if strategy else [key for key in GenerationParams.model_fields
                                                           if key != "horizon"]
+    generation = values.get("generation")
+    if isinstance(generation, dict) and "searched" in generation:
+        generation = dict(generation)
+        found = searched(generation.pop("searched"), strategy)
+        generation.update(found)
+        values = {**values, "generation": generation}
     return section(values, "generation", GenerationParams, keys=keys).model_copy(update={"horizon": k})
+
+
+def searched(raw: Any, strategy: str | None) -> dict[str, Any]:
+    """``generation.searched.<strategy>``: a search's winner (``genrec search``), whose keys
+    replace the strategy's grid; empty for a strategy no search has set."""
+    label = "params.yaml: generation.searched"
+    if raw is None or strategy is None:
+        return {}
+    if not isinstance(raw, dict) or not set(raw) <= {name for name, kind in STRATEGIES.items() if kind.tuned}:
+        raise UserError(f"{label} must map tuned strategies ({', '.join(n for n, k in STRATEGIES.items() if k.tuned)}) "
+                        f"to their searched settings, got {raw!r}")
+    found = raw.get(strategy) or {}
+    if not isinstance(found, dict) or not set(found) <= set(STRATEGIES[strategy].tuned):
+        raise UserError(f"{label}.{strategy} may set {', '.join(STRATEGIES[strategy].tuned)}, got {found!r}")
+    return dict(found)
 
 
 # The generation keys every strategy reads (and evaluation.k, its horizon).

@@ -25,13 +25,15 @@ def section_models() -> dict[str, type[params.Section]]:
     from genrec.metrics import EvaluationParams
     from genrec.model import ModelParams
     from genrec.preprocess import PreprocessParams
+    from genrec.search import SearchParams
     from genrec.split import SplitParams
     from genrec.strategies import GenerationParams
     from genrec.training import TrainParams
 
     return {"data": DataParams, "preprocess": PreprocessParams, "split": SplitParams,
             "evaluation": EvaluationParams, "model": ModelParams, "train": TrainParams,
-            "generation": GenerationParams, "bpr": bpr.Params, "sasrec": sasrec.Params, "bert4rec": bert4rec.Params}
+            "generation": GenerationParams, "bpr": bpr.Params, "sasrec": sasrec.Params, "bert4rec": bert4rec.Params,
+            "search": SearchParams}
 
 
 @functools.cache

@@ -110,9 +110,12 @@ def test_each_plotted_file_has_one_definition():
     files = [path for definition in top_level.values() for path in definition["y"]]
     assert len(stage_level) == len(set(stage_level))
     assert not set(stage_level) & set(files)
+    search = {"search_history", "search_curves", "search_importances"}  # genrec search's tables
     assert set(top_level) == {"ndcg_first_p", "ndcg_at_p", "hit_rate_at_p", "validation_ndcg", "training_loss",
-                              "epoch_seconds"}
-    assert all(definition["template"] == "methods" and definition["title"] for definition in top_level.values())
+                              "epoch_seconds", "coverage_first_p", "entropy_first_p", "novelty_at_p"} | search
+    assert all(definition["template"] == "methods" and definition["title"] for name, definition in top_level.items()
+               if name not in search - {"search_history"})
+    assert top_level["search_curves"]["template"] == "trials" and top_level["search_importances"]["template"] == "bars"
     template = (ROOT / ".dvc/plots/methods.json").read_text()
     assert '"color": {"field": "method"' in template and '"scheme": "tableau10"' in template  # ten distinct hues
     # Issue 24: the tuning grids once drew from y 0, stacked on one x once a temperature was fixed,
@@ -124,3 +127,12 @@ def test_each_plotted_file_has_one_definition():
             assert definition["x"] == "setting" and definition["template"] == "grid" and definition["title"]
     grid = json.loads((ROOT / ".dvc/plots/grid.json").read_text())
     assert grid["encoding"]["y"]["scale"] == {"zero": False} and grid["encoding"]["x"]["type"] == "nominal"
+
+
+def test_each_sampled_strategy_depends_on_its_own_search_winner():
+    """`genrec search rra` writes generation.searched.rra, which replaces rra's grid: the rra
+    stage reruns when it changes, and no other stage does."""
+    from genrec.search import SAMPLED
+    for name, stage in STAGES.items():
+        declared = [key for key in stage.get("params", []) if isinstance(key, str) and key.startswith("generation.searched")]
+        assert declared == ([f"generation.searched.{name}"] if name in SAMPLED else []), name

@@ -49,7 +49,9 @@ def test_every_model_reads_a_section_of_params_yaml():
     from genrec.baselines import popularity
     from genrec.baselines.common import TransformerParams
     from genrec.training import LoopParams
+    from genrec.search import TargetParams
     shared = {LoopParams, TransformerParams}  # fields that several sections share; no section of their own
+    shared |= {TargetParams}  # a part of the search section, one per target
     empty = {popularity.Params}  # nothing to set, so no section
     assert all_subclasses(params.Section) - shared - empty == set(models.values())
     assert not popularity.Params.model_fields
