@@ -52,9 +52,10 @@ TABLES = Path("metrics/search")  # trials.csv, curves.csv, importances.csv of a 
 TRAINED = {"gpt2": ("model", "train"), "sasrec": ("sasrec",), "bert4rec": ("bert4rec",), "bpr": ("bpr",)}
 SAMPLED = ("sampling", "rra", "ra")
 TARGETS = (*TRAINED, *SAMPLED)
-# Keys that change how fast a trial runs, never its result: not part of what a study must keep.
-SPEED = {"device", "processes", "batch_size", "num_threads"}
-SPEED_OF = {"generation": SPEED, "bpr": {"device"}}  # bpr.num_threads 1 is its reproducible arithmetic
+# Keys that change how fast a trial runs, never its result: neither searched nor part of what a
+# study must keep. A model's batch_size is its optimiser's; generation's only splits the users.
+SPEED = {"device", "processes"}
+SPEED_OF = {"generation": {"device", "processes", "batch_size"}, "bpr": {"device"}}  # bpr.num_threads: its arithmetic
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -299,11 +300,11 @@ class Objective:
         best = [-math.inf, 0]
 
         def on_epoch(result) -> None:
-            if result.ndcg > best[0]:
-                best[:] = [result.ndcg, result.epoch]
-                trial.set_user_attr("best_epoch", result.epoch)
-            trial.set_user_attr("epochs", result.epoch)
-            with shielded():
+            with shielded():  # the storage written whole, or not at all
+                if result.ndcg > best[0]:
+                    best[:] = [result.ndcg, result.epoch]
+                    trial.set_user_attr("best_epoch", result.epoch)
+                trial.set_user_attr("epochs", result.epoch)
                 trial.report(result.ndcg, result.epoch)
             if result.epoch > self.plan.settings.warmup_epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"validation NDCG@10 {result.ndcg:.4f} at epoch {result.epoch}")
@@ -570,7 +571,13 @@ def tables(storage) -> dict[str, pd.DataFrame]:
                 found = optuna.importance.get_param_importances(study)
                 importances += [{"method": summary.study_name, "param": key, "importance": round(value, 4)}
                                 for key, value in found.items()]
-    return {"trials": pd.DataFrame(trials), "curves": pd.DataFrame(curves),
+    columns = dict.fromkeys(key for row in trials for key in row)
+    whole = [key for key in columns if all(isinstance(row[key], int) and not isinstance(row[key], bool)
+                                           for row in trials if row.get(key) is not None)]
+    trials = pd.DataFrame(trials, columns=list(columns))
+    for column in whole:  # 64, not 64.0, beside another study's empty cells
+        trials[column] = trials[column].astype("Int64")
+    return {"trials": trials, "curves": pd.DataFrame(curves),
             "importances": pd.DataFrame(importances, columns=["method", "param", "importance"])}
 
 
@@ -587,15 +594,22 @@ def write_tables(storage, folder: Path) -> None:
 
 # --- the winner ---------------------------------------------------------------------------------
 
+QUICKER = 0.75  # a setting near the best wins only if its trial took at most this share of the best's time
+
+
 def winner(study: optuna.Study, within: float) -> FrozenTrial:
-    """The quickest complete trial within ``within`` of the best value (the best itself with 0)."""
+    """The best complete trial; or, where trials within ``within`` of its value took at most
+    ``QUICKER`` of its time, the best of those: a slower setting that the seeds' spread cannot
+    tell from a quicker one does not slow every later run. A few seconds' difference, as between
+    two learning rates of one size, is noise and changes nothing."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:
         raise UserError(f"study {study.study_name} has no complete trial: every trial was pruned or failed; "
                         "run more trials (--trials) or widen search.startup_trials")
-    best = max(t.value for t in complete)
-    near = [t for t in complete if t.value >= best - within]
-    return min(near, key=lambda t: (t.user_attrs.get("seconds", math.inf), t.number))
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    limit = QUICKER * best.user_attrs.get("seconds", math.inf)
+    quicker = [t for t in complete if t.value >= best.value - within and t.user_attrs.get("seconds", math.inf) <= limit]
+    return max(quicker, key=lambda t: (t.value, -t.number)) if quicker else best
 
 
 def apply(path: Path, plan: Plan, study: optuna.Study, chosen: FrozenTrial) -> list[str]:
@@ -640,14 +654,13 @@ NOTE = re.compile(r"^search \S+ trial \d+: [^;]*(; |$)")  # a note of an earlier
 def set_comment(mapping, key: str, note: str) -> None:
     """Start ``key``'s end-of-line comment with ``note``, in place of an earlier search's note;
     the comment's own words, and the blank lines and comments after the line (which ruamel
-    keeps in the same token), stay."""
+    keeps in the same token), stay. A key without a comment gets one at ``COMMENT_COLUMN``."""
     token = mapping.ca.items.get(key, [None, None, None, None])[2]
-    if token is None:
-        mapping.yaml_add_eol_comment(f"# {note}", key, column=COMMENT_COLUMN)
-        return
-    text, newline, rest = token.value.partition("\n")
+    text, newline, rest = token.value.partition("\n") if token is not None else ("", "\n", "")
     words = NOTE.sub("", text.strip().removeprefix("#").strip())
-    token.value = f"# {note}{'; ' + words if words else ''}{newline}{rest}"
+    value = f"# {note}{'; ' + words if words else ''}{newline}{rest}"
+    column = token.column if token is not None and text.strip() else COMMENT_COLUMN
+    mapping.yaml_add_eol_comment(value, key, column=column)
 
 
 # --- the command --------------------------------------------------------------------------------

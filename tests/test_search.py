@@ -346,16 +346,23 @@ def test_a_study_of_another_model_under_the_same_name_is_one_line(split_folder, 
 
 # --- the winner in params.yaml --------------------------------------------------------------------
 
-def test_the_quickest_trial_within_reach_of_the_best_wins(tmp_path):
+def test_a_much_quicker_trial_within_reach_of_the_best_wins(tmp_path):
     storage = search.open_storage(str(tmp_path / "s.journal"))
     found = optuna.create_study(storage=storage, study_name="s", direction="maximize")
-    for value, seconds in ((0.120, 30), (0.125, 300), (0.1215, 40), (0.118, 5)):
+    for value, seconds in ((0.120, 30), (0.125, 300), (0.1215, 40), (0.118, 5), (0.1249, 280)):
         trial = found.ask()
         trial.set_user_attr("seconds", seconds)
         found.tell(trial, value)
     assert search.winner(found, 0.0).number == 1
-    assert search.winner(found, 0.004).number == 2  # 0.1215 >= 0.125 - 0.004, and 40 s < 300 s
-    assert search.winner(found, 0.01).number == 3
+    assert search.winner(found, 0.004).number == 2  # 0.1215 >= 0.125 - 0.004, and 40 s <= 0.75 x 300 s
+    assert search.winner(found, 0.01).number == 2  # the best of the quicker ones, not the quickest
+    # 280 s is no saving on 300 s: a trial that is only as quick as the best's noise does not win.
+    found = optuna.create_study(storage=storage, study_name="t", direction="maximize")
+    for value, seconds in ((0.125, 137), (0.1240, 126)):
+        trial = found.ask()
+        trial.set_user_attr("seconds", seconds)
+        found.tell(trial, value)
+    assert search.winner(found, 0.004).number == 0
 
 
 def test_the_winner_s_comment_replaces_an_earlier_search_s_and_keeps_the_key_s_own(tmp_path):
@@ -386,3 +393,17 @@ def test_a_searched_strategy_setting_replaces_its_grid_only():
     values["generation"]["searched"] = {"mystery": {}}
     with pytest.raises(UserError, match=r"generation.searched must map tuned strategies"):
         read_params(values, "rra")
+
+
+@pytest.mark.slow
+def test_the_benchmark_reads_a_study_back(split_folder, tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_search
+    folder = prepared(split_folder, tmp_path)
+    search.run(arguments(folder, "bpr", "--trials", "3", "--no-apply"))
+    capsys.readouterr()
+    bench_search.studies(str(folder / "studies.journal"))
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:5] == ["study", "complete", "pruned", "failed", "running"]
+    name, complete, pruned, failed, running, *_ = row.split()
+    assert name == "bpr" and int(complete) + int(pruned) == 3 and (failed, running) == ("0", "0")
