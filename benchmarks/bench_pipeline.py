@@ -152,7 +152,9 @@ def repository(folder: Path, data: Path, args: argparse.Namespace, log: Path) ->
                              capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, tracked):
         source = ROOT / name
-        if source.is_file() and not name.startswith(("metrics/", "data/")) and name != "dvc.lock":
+        # metrics/untuned.json is an input of the report (the run before the search), not an output.
+        if source.is_file() and (not name.startswith(("metrics/", "data/")) or name == "metrics/untuned.json") \
+                and name != "dvc.lock":
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, folder / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -7,6 +7,7 @@ with the same ``metrics.per_user`` the stages use, so the means equal ``metrics/
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import matplotlib
@@ -62,9 +63,11 @@ def per_user(recs_dir: Path, test: pd.DataFrame, names: list[str]
     return {name: metrics.per_user(r, relevant) for name, r in recs.items()}, recs, relevant
 
 
-def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str]) -> dict:
+def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str], untuned: dict | None = None
+          ) -> dict:
     """The report as one JSON-ready dict: ``methods`` (test summary, intervals, validation
-    NDCG, chosen settings) and ``comparisons`` (paired, Holm-corrected together)."""
+    NDCG, chosen settings) and ``comparisons`` (paired, Holm-corrected together); with
+    ``untuned`` (the same of the run before the models were searched), that run beside this one."""
     values, recs, _ = per_user(recs_dir, test, names)
     k = next(iter(recs.values())).shape[1]
     # Every interval in one call: they share the users, so one set of resamples serves all.
@@ -93,7 +96,17 @@ def build(metrics_dir: Path, recs_dir: Path, test: pd.DataFrame, names: list[str
         "difference": r.difference.mean, "low": r.difference.low, "high": r.difference.high,
         "p_value": r.p_value, "p_holm": p, "significant": bool(p <= ALPHA),
     } for (a, b), r, p in zip(pairs, results, adjusted)]
-    return {"k": k, "best": best, "alpha": ALPHA, "methods": methods, "comparisons": comparisons}
+    result = {"k": k, "best": best, "alpha": ALPHA, "methods": methods, "comparisons": comparisons}
+    if untuned is not None and untuned.get("test_digest") == test_digest(test) and untuned.get("k") == k:
+        result["untuned"] = untuned  # the same test users and items: the two runs compare
+    return result
+
+
+def test_digest(test: pd.DataFrame) -> str:
+    """A digest of the test split's (user, item, position) rows: an earlier run's record is set
+    beside this one only when it was scored on the same test data."""
+    rows = test[["user_id", "item_id", "position"]].sort_values(["user_id", "position"]).to_numpy(dtype=np.int64)
+    return hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()[:16]
 
 
 BEYOND = ("coverage", "entropy_bits", "novelty_bits")  # the lists' own metrics, reported rank by rank
@@ -122,8 +135,13 @@ def _p(p: float) -> str:
     return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
 
 
-def _difference(c: dict) -> str:
+def _difference(c: dict, short: bool = False) -> str:
+    if short:
+        return f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] (Holm p {_p(c['p_holm'])})"
     return f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}], p {_p(c['p_value'])} after Holm {_p(c['p_holm'])}"
+
+
+SEARCHED = ("rra", "sasrec")  # the comparisons the summary sets before and after the search (issue 45)
 
 
 def _verdict(c: dict, reference: str) -> str:
@@ -154,6 +172,12 @@ def summary(report: dict) -> list[str]:
         if name in against:
             c = against[name]
             lines.append(f"- **{name.upper()} {_verdict(c, 'Top-K')}**: {_difference(c)}.")
+    before = {c["method"]: c for c in report.get("untuned", {}).get("comparisons", []) if c["against"] == REFERENCE}
+    moved = [f"{name.upper() if name in AGGREGATIONS else name} {_difference(before[name], short=True)} before, "
+             f"{_difference(against[name], short=True)} now" for name in SEARCHED if name in before and name in against]
+    if moved:
+        lines.append(f"- **Against Top-K before and after the search** ({', '.join(report['untuned']['searched'])} "
+                     f"searched): {'; '.join(moved)}.")
     below = [c["method"] for c in against.values() if c["significant"] and c["difference"] < 0]
     above = [c["method"] for c in against.values() if c["significant"] and c["difference"] > 0]
     if above:
@@ -218,6 +242,7 @@ def markdown(report: dict) -> str:
         cells += [cell(m, key, f"{m[key]:.2f}") for key in ("entropy_bits", "novelty_bits")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += rank_table(methods)
+    lines += untuned_table(report)
     lines += ["", f"## Paired comparisons of NDCG@{k} (same users)", "",
               "Difference = mean over users of (method − reference), with its 95% paired bootstrap "
               "interval; p = two-sided paired randomization test (sign flips, "
@@ -235,6 +260,33 @@ def markdown(report: dict) -> str:
                              f"| {c['p_value']:.4f} | {c['p_holm']:.4f} | {'✱' if c['significant'] else ''} |")
         lines.append("")
     return "\n".join(lines + GLOSSARY)
+
+
+def untuned_table(report: dict) -> list[str]:
+    """Every method's test NDCG@K and its difference from Top-K, in the run before the models
+    were searched and in this one, side by side (empty without ``untuned``)."""
+    untuned = report.get("untuned")
+    if not untuned:
+        return []
+    k, key = report["k"], f"ndcg@{report['k']}"
+    before = {c["method"]: c for c in untuned["comparisons"] if c["against"] == REFERENCE}
+    after = {c["method"]: c for c in report["comparisons"] if c["against"] == REFERENCE}
+    lines = ["", "## Before and after the search", "",
+             f"The run before `genrec search` (commit {untuned['commit']}: every model at params.yaml's earlier "
+             f"defaults) beside this one, whose {', '.join(untuned['searched'])} are the searches' winners "
+             f"(docs/method.md §6c). Test NDCG@{k} with its 95% interval, and the paired difference from Top-K "
+             f"with its interval and Holm-corrected p (each run's own correction).", "",
+             f"| method | NDCG@{k} before | NDCG@{k} after | − Top-K before | p (Holm) | − Top-K after | p (Holm) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, m in report["methods"].items():
+        old = untuned["methods"].get(name)
+        cells = [_ci(old["intervals"][key]) if old else "—", _ci(m["intervals"][key])]
+        for side in (before, after):
+            c = side.get(name)
+            cells += [f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]{' ✱' if c['significant'] else ''}",
+                      f"{c['p_holm']:.4f}"] if c else ["—", "—"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def rank_table(methods: dict) -> list[str]:

@@ -73,7 +73,7 @@ class SearchParams(Section):
     pruner: Literal["median", "none"]
     startup_trials: AtLeast0  # trials the pruner lets finish before it compares
     warmup_epochs: AtLeast0  # epochs every trial trains before it may be pruned
-    within: Annotated[float, Field(ge=0)]  # the cheapest trial this close to the best wins
+    within: Annotated[float, Field(ge=0)]  # a trained model's quicker trial this close to the best wins (winner)
     gpt2: TargetParams
     sasrec: TargetParams
     bert4rec: TargetParams
@@ -731,7 +731,8 @@ def search(args: argparse.Namespace) -> str:
                         "above); run the search again to finish the study")
     if counted(study) < the_plan.trials:  # another machine's worker still runs
         return f"study {the_plan.study}: {counted(study)} of {the_plan.trials} trials so far; params.yaml unchanged"
-    chosen = winner(study, the_plan.settings.within)
+    # A strategy's settings here cost about the same (num_sequences is fixed): its best trial wins.
+    chosen = winner(study, the_plan.settings.within if the_plan.target in TRAINED else 0.0)
     summary = (f"study {the_plan.study}: {the_plan.trials} trials, best validation NDCG@10 {study.best_value:.4f} "
                f"(trial {study.best_trial.number}); chosen trial {chosen.number} ({chosen.value:.4f}, "
                f"{chosen.user_attrs.get('seconds', 0):.0f} s)")

@@ -3,10 +3,11 @@ tests (markdown, JSON), show a few example users' lists by title, draw the per-p
 and gather all per-position curves in one table for `dvc plots`."""
 
 import json
+from pathlib import Path
 
 from genrec import examples, report
-from genrec.errors import stage_main
-from genrec.io import atomic_paths, check_folder, check_output, read_table, require_input, stage_arguments
+from genrec.errors import UserError, stage_main
+from genrec.io import atomic_paths, check_folder, check_output, read_json, read_table, require_input, stage_arguments
 
 
 
@@ -18,6 +19,8 @@ def main() -> None:
     # The example users (genrec/examples.py) also need the id mappings (prepared) and the titles.
     parser = stage_arguments(__doc__, metrics="metrics", recs="data/recs", split="data/split",
                              prepared="data/prepared", titles="data/raw/items.parquet")
+    parser.add_argument("--untuned", type=Path, default=None,
+                        help="the comparison of the run before the models were searched (JSON), set beside this one")
     parser.add_argument("names", nargs="+", help="strategies (and baselines) to compare, in table order")
     args = parser.parse_args()
     check_folder(args.metrics, "--metrics")
@@ -34,9 +37,15 @@ def main() -> None:
             inputs[path] = report.stage_of(name)
     for path, stage in inputs.items():
         require_input(path, stage)
+    untuned = None
+    if args.untuned is not None:  # a committed record, not a stage's output
+        if not args.untuned.exists():
+            raise UserError(f"--untuned {args.untuned} not found: it is committed with the report "
+                            f"(`git checkout -- {args.untuned}`), or leave --untuned out")
+        untuned = read_json(args.untuned, "report", ["commit", "searched", "methods", "comparisons"])
 
     test = read_table(args.split / "test.parquet", "split", ["user_id", "item_id", "position"])
-    result = report.build(args.metrics, args.recs, test, args.names)
+    result = report.build(args.metrics, args.recs, test, args.names, untuned)
     shown = [name for name in args.names if name not in report.BASELINES]  # the GPT-2 strategies
     example_users = examples.section(
         read_table(args.split / "train.parquet", "split", ["user_id", "item_id"]), test,

@@ -43,6 +43,8 @@ def repo(tmp_path_factory) -> Path:
     for folder in ("stages", "genrec"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "metrics").mkdir()
+    shutil.copy(ROOT / "metrics/untuned.json", repo / "metrics/untuned.json")  # the report's input; other data
     generated_interactions().to_csv(repo / "interactions.csv", index=False)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["dataset"] = "interactions.csv"

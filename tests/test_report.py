@@ -179,3 +179,40 @@ def test_learning_curves_gather_every_trained_model(tmp_path):
     with pytest.raises(ValueError, match=r"bert4rec_train/plots/metrics/val/ndcg@10.tsv not found: run `dvc repro "
                                          r"baseline@bert4rec` first"):
         report.learning_curves(tmp_path, ["bert4rec"])
+
+
+def test_the_run_before_the_search_stands_beside_this_one():
+    """Issue 45: the report says whether tuning moved the answer: RRA and SASRec against Top-K
+    before and after the search, in the summary and in a table of every method."""
+    def method(ndcg):
+        return {"users": 471, "chosen": {}, "validation_ndcg@10": None, "intervals": {
+            f"{m}@10": {"mean": ndcg, "low": ndcg - 0.01, "high": ndcg + 0.01} for m in report.INTERVAL_METRICS},
+            "ndcg@10": ndcg, "recall@10": 0.1, "map@10": 0.1, "hit_rate@10": 0.5, "coverage": 0.3,
+            "entropy_bits": 7.2, "novelty_bits": 3.1,
+            "by_rank": {f"{key}_{label}": [0.1] * 10 for key in report.BEYOND for label in ("at_p", "first_p")}}
+    untuned = {"commit": "491a781", "searched": ["GPT-2", "SASRec"],
+               "methods": {"topk": method(0.1562), "rra": method(0.1549), "sasrec": method(0.1549)},
+               "comparisons": [comparison("rra", -0.0013, 1.0, False), comparison("sasrec", -0.0012, 1.0, False)]}
+    result = {"k": 10, "best": "sasrec", "alpha": 0.05, "untuned": untuned,
+              "methods": {"topk": method(0.1600), "rra": method(0.1650), "sasrec": method(0.1700),
+                          "bert4rec": method(0.1400)},
+              "comparisons": [comparison("rra", 0.0050, 0.2, False), comparison("sasrec", 0.0100, 0.01, True),
+                              comparison("bert4rec", -0.0200, 0.01, True)]}
+    assert ("- **Against Top-K before and after the search** (GPT-2, SASRec searched): RRA -0.0013 [-0.0073, +0.0047] "
+            "(Holm p 1.00) before, +0.0050 [-0.0010, +0.0110] (Holm p 0.20) now; sasrec -0.0012 [-0.0072, +0.0048] "
+            "(Holm p 1.00) before, +0.0100 [+0.0040, +0.0160] (Holm p 0.01) now.") in report.summary(result)
+    text = report.markdown(result)
+    assert "## Before and after the search" in text and "commit 491a781" in text
+    assert ("| sasrec | 0.1549 [0.1449, 0.1649] | 0.1700 [0.1600, 0.1800] | -0.0012 [-0.0072, +0.0048] | 1.0000 "
+            "| +0.0100 [+0.0040, +0.0160] ✱ | 0.0100 |") in text
+    assert "| bert4rec | — | 0.1400 [0.1300, 0.1500] | — | — | -0.0200 [-0.0260, -0.0140] ✱ | 0.0100 |" in text
+    assert "| topk | 0.1562 [0.1462, 0.1662] | 0.1600 [0.1500, 0.1700] | — | — | — | — |" in text
+    del result["untuned"]
+    assert "Before and after" not in report.markdown(result) and not any("before and after" in line
+                                                                          for line in report.summary(result))
+
+
+def test_the_earlier_run_is_set_beside_only_on_the_same_test_data():
+    test = pd.DataFrame({"user_id": [2, 1, 1], "item_id": [7, 5, 6], "position": [0, 1, 0]})
+    assert report.test_digest(test) == report.test_digest(test.iloc[::-1])  # row order aside
+    assert report.test_digest(test) != report.test_digest(test.assign(item_id=[7, 5, 8]))
