@@ -8,7 +8,7 @@ two workers on one machine, and what a 50-trial GPT-2 search costs at ML-1M's si
 - studies: every study of a storage (the committed search by default), read back: trials
   complete and pruned, the mean seconds of each kind, and the study's wall time and trials per
   hour as it ran (its workers and threads are the run's own: docs/performance.md says which).
-- workers: the same GPT-2 trials (params.yaml's point and the TPE draws after it, every trial
+- workers: four GPT-2 trials (params.yaml's point and the TPE draws after it, every trial
   ``--epochs`` epochs: no early stop, no pruning, so both runs do the same arithmetic) in a
   scratch study on the pipeline's split (data/split), once with one worker on every core and
   once with two workers of half the cores each; prints seconds, trials per hour and the ratio.

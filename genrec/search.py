@@ -595,19 +595,20 @@ def write_tables(storage, folder: Path) -> None:
 # --- the winner ---------------------------------------------------------------------------------
 
 QUICKER = 0.75  # a setting near the best wins only if its trial took at most this share of the best's time
+SAVING = 10.0  # and at least this many seconds less: a second or two is timing noise, for any model
 
 
 def winner(study: optuna.Study, within: float) -> FrozenTrial:
     """The best complete trial; or, where trials within ``within`` of its value took at most
-    ``QUICKER`` of its time, the best of those: a slower setting that the seeds' spread cannot
-    tell from a quicker one does not slow every later run. A few seconds' difference, as between
-    two learning rates of one size, is noise and changes nothing."""
+    ``QUICKER`` of its time and ``SAVING`` seconds less, the best of those: a slower setting that
+    the seeds' spread cannot tell from a quicker one does not slow every later run. A few
+    seconds' difference, as between two learning rates of one size, is noise and changes nothing."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:
         raise UserError(f"study {study.study_name} has no complete trial: every trial was pruned or failed; "
                         "run more trials (--trials) or widen search.startup_trials")
     best = max(complete, key=lambda t: (t.value, -t.number))
-    limit = QUICKER * best.user_attrs.get("seconds", math.inf)
+    limit = min(QUICKER * best.user_attrs.get("seconds", math.inf), best.user_attrs.get("seconds", math.inf) - SAVING)
     quicker = [t for t in complete if t.value >= best.value - within and t.user_attrs.get("seconds", math.inf) <= limit]
     return max(quicker, key=lambda t: (t.value, -t.number)) if quicker else best
 

@@ -363,6 +363,13 @@ def test_a_much_quicker_trial_within_reach_of_the_best_wins(tmp_path):
         trial.set_user_attr("seconds", seconds)
         found.tell(trial, value)
     assert search.winner(found, 0.004).number == 0
+    # Nor does a second saved on a trial of two, a quarter of it or not.
+    found = optuna.create_study(storage=storage, study_name="u", direction="maximize")
+    for value, seconds in ((0.100, 1.4), (0.0972, 0.9)):
+        trial = found.ask()
+        trial.set_user_attr("seconds", seconds)
+        found.tell(trial, value)
+    assert search.winner(found, 0.004).number == 0
 
 
 def test_the_winner_s_comment_replaces_an_earlier_search_s_and_keeps_the_key_s_own(tmp_path):
