@@ -25,15 +25,22 @@ def test_readme_table_is_the_committed_report(method):
     ndcg = REPORT["methods"][method]["intervals"]["ndcg@10"]
     cell = f"{ndcg['mean']:.4f} [{ndcg['low']:.4f}, {ndcg['high']:.4f}]"
     if method == REPORT["best"]:
-        assert f"| {method} | **{cell}** | — |" in README
+        cell = f"**{cell}**"
+    if method == "topk":  # the column is each method against Top-K
+        assert f"| {method} | {cell} | — |" in README
     else:
-        difference = next(c["difference"] for c in REPORT["comparisons"] if c["method"] == method)
-        assert f"| {method} | {cell} | {minus(difference)} (" in README
+        difference = next(c["difference"] for c in REPORT["comparisons"]
+                          if c["method"] == method and c["against"] == "topk")
+        assert f"| {method} | {cell} | {minus(difference).replace('0.', '+0.') if difference > 0 else minus(difference)} (" \
+            in README
 
 
 def test_results_tables_are_the_committed_reports():
-    """Each row of the report's two tables (test results, paired comparisons) is on the page as is."""
+    """Each row of the report's tables (test results, rank by rank, before and after the search,
+    paired comparisons with Top-K and with the best method) is on the page as is."""
     rows = [line for line in REPORT_MD if line.startswith("| ") and line.split(" | ")[0][2:] in REPORT["methods"]]
-    assert len(rows) == 2 * len(REPORT["methods"]) - 1  # every method, then every one but the best against it
+    methods = len(REPORT["methods"])
+    comparisons = len(REPORT["comparisons"])  # against Top-K, and against the best when it is another
+    assert len(rows) == 3 * methods + comparisons
     missing = [row for row in rows if row not in RESULTS]
     assert not missing, "docs/results.md lags metrics/report.md: " + "\n".join(missing)

@@ -35,8 +35,8 @@ def random_sequences(num_users: int, num_items: int, max_length: int, seed: int 
 # --- ModelParams ---------------------------------------------------------------------------------
 
 def test_params_yaml_is_the_papers():
-    p = defaults("model")
-    assert (p.n_positions, p.n_embd, p.n_layer, p.n_head, p.dropout) == (128, 64, 2, 1, 0.1)
+    """The paper's window; the size is its search's winner (tests/test_search.py checks the space)."""
+    assert defaults("model").n_positions == 128
 
 
 def test_build_config():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -312,6 +313,23 @@ def test_the_paper_s_spaces_are_params_yaml_s():
     assert plans["rra"].fixed == {"generation.num_sequences": 30}
     assert GOOD["train"]["max_epochs"] == 100 and GOOD["train"]["patience"] == 10
     assert GOOD["bert4rec"]["patience"] == 20
+
+
+@pytest.mark.parametrize("target", ["gpt2", "sasrec", "bert4rec", "bpr", "rra"])
+def test_params_yaml_holds_each_committed_study_s_winner(target):
+    """The committed run trains what the committed searches chose: every searched param of
+    params.yaml is inside the paper's space, is the winning trial's value and says so."""
+    plan = search.plan(GOOD, target)
+    found = optuna.load_study(study_name=target, storage=search.open_storage(str(REPO / GOOD["search"]["storage"])))
+    chosen = search.winner(found, GOOD["search"]["within"] if target in search.TRAINED else 0.0)
+    text = (REPO / "params.yaml").read_text()
+    for key, dist in plan.space.items():
+        section, name = key.split(".", 1)
+        value = (GOOD["generation"]["searched"]["rra"] if target == "rra" else GOOD[section])[name]
+        assert value == chosen.params[key]
+        assert value in dist.choices if hasattr(dist, "choices") else dist.low <= value <= dist.high
+        assert re.search(rf"^\s+{name}: {re.escape(str(value))}\s+# search {target} trial {chosen.number}: ", text,
+                         re.MULTILINE), key
 
 
 @pytest.mark.parametrize("url", ["sqlite:////no/such/folder/studies.db", "postgresql://nobody@127.0.0.1:1/none"])
