@@ -15,9 +15,9 @@ two workers on one machine, and what a 50-trial GPT-2 search costs at ML-1M's si
 - scale: one GPT-2 epoch at params.yaml's size, timed on data/split and on a synthetic dataset
   of ``--scale`` x ML-20M's users and interactions (0.044: ML-1M's 6,040 users and about
   880,000 interactions; ``bench_pipeline.dataset``) through the pipeline's own preprocess and
-  split, in one process, on one thread as each worker of the committed search; the ratio scales the committed study's trials (``--study``) to that
-  size: pruned as they ran, and unpruned (each pruned trial run on to the mean epochs of the
-  complete ones).
+  split, in one process, on one thread as each worker of the committed search; the ratio
+  scales the committed study's trials (``--study``) to that size: pruned as they ran, and
+  unpruned (each pruned trial run on to the mean epochs of the complete ones).
 """
 
 from __future__ import annotations

@@ -276,7 +276,8 @@ def untuned_table(report: dict) -> list[str]:
              f"defaults) beside this one, whose {', '.join(untuned['searched'])} are the searches' winners "
              f"(docs/method.md §6c). Test NDCG@{k} with its 95% interval, and the paired difference from Top-K "
              f"with its interval and Holm-corrected p (each run's own correction).", "",
-             f"| method | NDCG@{k} before | NDCG@{k} after | − Top-K before | p (Holm) | − Top-K after | p (Holm) |",
+             f"| method | NDCG@{k} before | NDCG@{k} after | − Top-K before | p (Holm) "
+             "| − Top-K after | p (Holm) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, m in report["methods"].items():
         old = untuned["methods"].get(name)

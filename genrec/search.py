@@ -749,7 +749,8 @@ def spawn(args: argparse.Namespace) -> list[subprocess.Popen]:
     command = [sys.executable, "-m", "genrec.search"]
     passed = [args.target, "--split", str(args.split), "--model", str(args.model), "--params", str(args.params),
               "--study", args.study or args.target, *(["--trials", str(args.trials)] if args.trials else []),
-              *(["--storage", args.storage] if args.storage else []), *(["--device", args.device] if args.device else []),
+              *(["--storage", args.storage] if args.storage else []),
+              *(["--device", args.device] if args.device else []),
               "--workers", str(args.workers)]
     return [subprocess.Popen([*command, *passed, "--worker-index", str(index)]) for index in range(1, args.workers)]
 

@@ -4,6 +4,8 @@ settings on the validation users (method §6b), then recommend for the test user
 itself again under ``torchrun``; the processes share the users and rank 0 writes. The list goes
 to ``--recs``, by default data/recs/<strategy>.parquet; the metrics under ``--metrics``."""
 
+import os
+import sys
 import time
 
 import numpy as np
@@ -14,7 +16,7 @@ from genrec.errors import stage_main
 from genrec.io import atomic_path, check_output, read_json, stage_arguments
 from genrec.model import load
 from genrec.sequences import Split, check_unseen
-from genrec.strategies import STRATEGIES, GenerationParams, read_params, recommend
+from genrec.strategies import STRATEGIES, GenerationParams, read_params, recommend, searched
 from genrec.tuning import draws, estimated_seconds, tune
 
 
@@ -30,7 +32,14 @@ def main() -> None:
     keep_freed_memory()
 
     # Read and check every param before the model is loaded.
-    config = read_params(params.load(), strategy)  # its own generation keys; evaluation.k its horizon
+    values = params.load()
+    config = read_params(values, strategy)  # its own generation keys; evaluation.k its horizon
+    found = searched((values.get("generation") or {}).get("searched"), strategy)
+    # Said once (rank 0 under torchrun), never silent: `-S generation.temperature=...` does not reach it.
+    if found and os.environ.get("RANK", "0") == "0":
+        print(f"{strategy}: generation.searched.{strategy} (`genrec search {strategy}`) sets "
+              f"{', '.join(f'{key} {value}' for key, value in found.items())} in place of the generation grid; "
+              f"`-S 'generation.searched.{strategy}={{}}'` tunes the grid again", file=sys.stderr)
     config.check_window(read_json(args.model / "config.json", "train", ["n_positions"])["n_positions"])
     device = resolve_device(config.device, "generation.device")
 

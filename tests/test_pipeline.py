@@ -53,6 +53,7 @@ def repo(tmp_path_factory) -> Path:
     params["train"].update(max_epochs=2, batch_size=16, device="cpu")
     params["evaluation"]["k"] = 5  # every list and metric: one length, and not the default 10
     params["generation"].update(num_sequences=3, device="cpu")
+    params["generation"]["searched"] = {"sampling": {}, "rra": {}, "ra": {}}  # the grids, which these tests tune
     params["bpr"].update(factors=8, max_epochs=4, eval_every=2, patience=2)
     for name in ("sasrec", "bert4rec"):
         params[name].update(max_len=16, hidden=16, layers=1, heads=2, max_epochs=2, batch_size=16, device="cpu")

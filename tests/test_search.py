@@ -183,7 +183,8 @@ def test_two_workers_share_one_study(split_folder, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGTERM, 143, "terminated"),
+                                                (signal.SIGINT, 130, "interrupted")])
 def test_a_stopped_search_marks_its_trial_failed_and_resumes(split_folder, tmp_path, signum, code, word):
     folder = prepared(split_folder, tmp_path)
     values = params.load(folder / "params.yaml")
@@ -240,7 +241,8 @@ def test_optuna_dashboard_opens_the_study(split_folder, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dashboard = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), str(folder / "studies.journal"),
+    dashboard = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"),
+                                  str(folder / "studies.journal"),
                                   "--port", str(port), "--host", "127.0.0.1"], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT)
     try:
@@ -268,7 +270,8 @@ def test_optuna_dashboard_opens_the_study(split_folder, tmp_path):
     ({"space": {"model.n_embd": []}}, ["search.gpt2.space.model.n_embd", "a choice with no values"]),
     ({"space": {"model.n_head": ["two"]}}, ["search.gpt2.space.model.n_head", "model.n_head must be an integer"]),
     ({"space": {"model.dropout": [0.1, 1.5]}}, ["search.gpt2.space.model.dropout", "model.dropout must be in [0, 1)"]),
-    ({"space": {"train.lr": {"low": 0, "high": 0.1, "log": True}}}, ["search.gpt2.space.train.lr", "needs low above 0"]),
+    ({"space": {"train.lr": {"low": 0, "high": 0.1, "log": True}}},
+     ["search.gpt2.space.train.lr", "needs low above 0"]),
     ({"space": {"train.lr": {"min": 0.001, "max": 0.1}}}, ["search.gpt2.space.train.lr", "low, high"]),
     ({"space": {"train.lr": 0.001}}, ["search.gpt2.space.train.lr", "a list of choices or a range"]),
     ({"space": {}}, ["search.gpt2.space is empty"]),

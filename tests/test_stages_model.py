@@ -63,3 +63,17 @@ def test_strategy_stage_rejects_bad_params_before_loading_the_model(tmp_path, st
     result = run(tmp_path, "recommend.py", strategy, "--model", str(model), **overrides)
     assert_clear_error(result, parameter)
     assert not (tmp_path / "data").exists()
+
+
+def test_a_searched_strategy_says_that_its_search_replaces_the_grid(tmp_path):
+    """generation.searched.rra (genrec search rra) takes the place of the grid: the stage says so,
+    so that `-S generation.temperature=...` never silently misses it."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"n_positions": 128}')
+    searched = {"sampling": {}, "rra": {"num_sequences": 30, "temperature": 0.1, "top_k": 50}, "ra": {}}
+    result = run(tmp_path, "recommend.py", "rra", "--model", str(model), generation={"searched": searched})
+    assert ("rra: generation.searched.rra (`genrec search rra`) sets num_sequences 30, temperature 0.1, top_k 50 in "
+            "place of the generation grid; `-S 'generation.searched.rra={}'` tunes the grid again") in result.stderr
+    result = run(tmp_path, "recommend.py", "ra", "--model", str(model), generation={"searched": searched})
+    assert "generation.searched" not in result.stderr
