@@ -107,6 +107,8 @@ def read_params(values: dict, strategy: str | None = None) -> GenerationParams:
     if isinstance(generation, dict) and "searched" in generation:
         generation = dict(generation)
         found = searched(generation.pop("searched"), strategy)
+        # The keys as written are checked too: a bad grid is one line even where a search's winner replaces it.
+        section({**values, "generation": generation}, "generation", GenerationParams, keys=keys)
         generation.update(found)
         values = {**values, "generation": generation}
     return section(values, "generation", GenerationParams, keys=keys).model_copy(update={"horizon": k})

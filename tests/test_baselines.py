@@ -439,7 +439,8 @@ def test_stage_writes_what_recommend_writes(stage_folder, name):
     assert sorted(recs["user_id"].unique()) == list(range(30, 60))
     assert list(recs["rank"][:5]) == [1, 2, 3, 4, 5]
     summary = json.loads((stage_folder / "metrics" / f"{name}.json").read_text())
-    assert summary["users"] == 30 and {"ndcg@5", "recall@5", "map@5", "coverage", "entropy"} <= set(summary)
+    assert summary["users"] == 30 and {"ndcg@5", "recall@5", "map@5", "coverage", "entropy_bits",
+                                                          "novelty_bits"} <= set(summary)
     positions = pd.read_csv(stage_folder / "metrics" / "positions" / f"{name}.csv")
     assert list(positions["position"]) == [1, 2, 3]
     live = stage_folder / "metrics" / f"{name}_train"

@@ -146,7 +146,8 @@ def test_readme_everyday_commands_run_and_stay_readable(repo: Path) -> None:
         command = command.replace("@10", "@5")  # the tiny pipeline recommends 5 items
         result = subprocess.run(command, shell=True, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
-        assert all(len(line) <= 200 for line in result.stdout.splitlines()), command
+        # 230: the metrics table of RRA is 223 columns wide on ml-100k since entropy_bits and novelty_bits (issue 45)
+        assert all(len(line) <= 230 for line in result.stdout.splitlines()), command
         outputs[" ".join(command.split()[:3])] = result.stdout
     shown = outputs["dvc metrics show"]
     assert "chosen.temperature" in shown and "metrics/validation/rra.json" in shown

@@ -128,7 +128,7 @@ def folder(tmp_path_factory) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["evaluation"]["k"] = HORIZON
     params["generation"].update(temperature=[0.3, 1.0, 3.0], top_k=[0, 5], num_sequences=4,
-                                device="cpu")
+                                device="cpu", searched={"sampling": {}, "rra": {}, "ra": {}})  # the grids
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     return folder
 
