@@ -367,30 +367,26 @@ def test_a_study_of_another_model_under_the_same_name_is_one_line(split_folder, 
 
 # --- the winner in params.yaml --------------------------------------------------------------------
 
-def test_a_much_quicker_trial_within_reach_of_the_best_wins(tmp_path):
-    storage = search.open_storage(str(tmp_path / "s.journal"))
-    found = optuna.create_study(storage=storage, study_name="s", direction="maximize")
-    for value, seconds in ((0.120, 30), (0.125, 300), (0.1215, 40), (0.118, 5), (0.1249, 280)):
+def finished(storage, name: str, trials: tuple) -> optuna.Study:
+    """A study of complete trials, each (value, seconds)."""
+    found = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    for value, seconds in trials:
         trial = found.ask()
         trial.set_user_attr("seconds", seconds)
         found.tell(trial, value)
+    return found
+
+
+def test_a_much_quicker_trial_within_reach_of_the_best_wins(tmp_path):
+    storage = search.open_storage(str(tmp_path / "s.journal"))
+    found = finished(storage, "s", ((0.120, 30), (0.125, 300), (0.1215, 40), (0.118, 5), (0.1249, 280)))
     assert search.winner(found, 0.0).number == 1
     assert search.winner(found, 0.004).number == 2  # 0.1215 >= 0.125 - 0.004, and 40 s <= 0.75 x 300 s
     assert search.winner(found, 0.01).number == 2  # the best of the quicker ones, not the quickest
     # 280 s is no saving on 300 s: a trial that is only as quick as the best's noise does not win.
-    found = optuna.create_study(storage=storage, study_name="t", direction="maximize")
-    for value, seconds in ((0.125, 137), (0.1240, 126)):
-        trial = found.ask()
-        trial.set_user_attr("seconds", seconds)
-        found.tell(trial, value)
-    assert search.winner(found, 0.004).number == 0
+    assert search.winner(finished(storage, "t", ((0.125, 137), (0.1240, 126))), 0.004).number == 0
     # Nor does a second saved on a trial of two, a quarter of it or not.
-    found = optuna.create_study(storage=storage, study_name="u", direction="maximize")
-    for value, seconds in ((0.100, 1.4), (0.0972, 0.9)):
-        trial = found.ask()
-        trial.set_user_attr("seconds", seconds)
-        found.tell(trial, value)
-    assert search.winner(found, 0.004).number == 0
+    assert search.winner(finished(storage, "u", ((0.100, 1.4), (0.0972, 0.9))), 0.004).number == 0
 
 
 def test_the_winner_s_comment_replaces_an_earlier_search_s_and_keeps_the_key_s_own(tmp_path):
